@@ -1,0 +1,32 @@
+# Two commands do all set-up: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench install clean browser
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[all]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Chromium for the report/review browser tests; skipped with a printed reason if apt is unavailable.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && (apt-get -qq update >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get -qq install -y chromium >/dev/null 2>&1) || echo "chromium not installed (no apt-get or no permission): browser tests will skip")
+
+demo: $(STAMP)
+	$(BIN)/trainyard demo
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest tests
+
+bench: $(STAMP)
+	@command -v apt-get >/dev/null 2>&1 && test ! -d /usr/share/datasets/fashion-mnist && (apt-get -qq update >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get -qq install -y dataset-fashion-mnist >/dev/null 2>&1) || true
+	for s in benchmarks/*.py; do echo "== $$s"; $(BIN)/python $$s || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,2 @@
+"""Trainyard: train, diagnose, repair, prove."""
+__version__ = "0.1.0"

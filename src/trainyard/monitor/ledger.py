@@ -1,0 +1,164 @@
+"""The ledger: per training sample, per epoch, the loss, margin, probability of the given label and
+predicted class (plus, optionally, the full probability vector), taken from the forward pass the
+training step already makes. Held-out rows (validation, test) get their eval-mode probabilities.
+
+Storage: one raw float16 file per quantity under ``ledger/``, one row per epoch, appended at the end
+of each epoch from an in-memory buffer of one epoch. So memory does not grow with epochs, and files
+are read back as memory maps shaped (epochs, samples[, classes]).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import RunError
+from ..run import read_json, write_json
+from ..train.callback import Callback, Control, State
+
+META = "meta.json"
+PER_SAMPLE = {"loss": np.float16, "margin": np.float16, "p_given": np.float16, "pred": np.int16}
+
+
+@dataclass
+class LedgerArrays:
+    """The ledger read back. Arrays are (epochs, n_train) unless noted."""
+
+    loss: np.ndarray
+    margin: np.ndarray
+    p_given: np.ndarray
+    pred: np.ndarray
+    probs: np.ndarray | None  # (epochs, n_train, K) or None if not kept
+    heldout_probs: np.ndarray | None  # (epochs, n_heldout, K)
+    train_idx: np.ndarray  # dataset row of each ledger column
+    heldout_idx: np.ndarray  # dataset row of each held-out column (validation rows, then test rows)
+    y: np.ndarray | None  # labels of the whole dataset (as trained on), if the run saved them
+
+    @property
+    def n_epochs(self) -> int:
+        return self.loss.shape[0]
+
+
+class Ledger(Callback):
+    """Records per-sample training dynamics. Cost: a softmax and a few gathers per batch."""
+
+    order = 80
+
+    def __init__(self, directory: str | os.PathLike, keep_probs: bool = True):
+        self.dir = Path(directory)
+        self.keep_probs = keep_probs
+        self.epochs_done = 0
+
+    # -- files ----------------------------------------------------------------------------------
+    def _path(self, name: str) -> Path:
+        return self.dir / f"{name}.bin"
+
+    def _truncate(self, rows: int) -> None:
+        """Drop epochs written after the last checkpoint (a killed run may have appended one)."""
+        for name, size in self._row_bytes.items():
+            p = self._path(name)
+            if p.exists() and p.stat().st_size > rows * size:
+                with open(p, "r+b") as f:
+                    f.truncate(rows * size)
+
+    def before_fit(self, state: State, control: Control) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        n, k = state.n_train, state.n_classes
+        self.n, self.k = n, k
+        self.n_heldout = 0
+        self.buf = {name: np.zeros(n, dtype=dt) for name, dt in PER_SAMPLE.items()}
+        if self.keep_probs:
+            self.buf["probs"] = np.zeros((n, k), dtype=np.float16)
+        self._row_bytes = {name: b.nbytes for name, b in self.buf.items()}
+        fresh = not (self.dir / META).exists() or state.epoch == 0 and self.epochs_done == 0
+        if fresh:
+            for name in list(self._row_bytes) + ["heldout_probs"]:
+                if self._path(name).exists():
+                    self._path(name).unlink()
+        self._write_meta()
+
+    def _write_meta(self) -> None:
+        write_json(self.dir / META, {"n_train": self.n, "n_classes": self.k, "n_heldout": self.n_heldout,
+                                     "epochs_done": self.epochs_done, "keep_probs": self.keep_probs,
+                                     "source": "training forward pass"})
+
+    # -- recording ------------------------------------------------------------------------------
+    def after_loss(self, state: State, control: Control) -> None:
+        with torch.no_grad():
+            logits = state.logits.detach().float()
+            y = state.yb
+            logp = torch.log_softmax(logits, 1)
+            given = logp.gather(1, y[:, None])[:, 0]
+            other = logits.scatter(1, y[:, None], float("-inf")).max(1).values
+            margin = logits.gather(1, y[:, None])[:, 0] - other
+            idx = state.batch_idx
+            self.buf["loss"][idx] = (-given).cpu().numpy()
+            self.buf["p_given"][idx] = given.exp().cpu().numpy()
+            self.buf["margin"][idx] = margin.cpu().numpy()
+            self.buf["pred"][idx] = logits.argmax(1).cpu().numpy()
+            if self.keep_probs:
+                self.buf["probs"][idx] = logp.exp().cpu().numpy()
+
+    def after_epoch(self, state: State, control: Control) -> None:
+        self._truncate(self.epochs_done)
+        for name, b in self.buf.items():
+            with open(self._path(name), "ab") as f:
+                f.write(np.ascontiguousarray(b).tobytes())
+        held = [state.extra[k] for k in ("val_probs", "extra_probs") if state.extra.get(k) is not None]
+        if held:
+            hp = np.concatenate(held).astype(np.float16)
+            self.n_heldout = len(hp)
+            p = self._path("heldout_probs")
+            if p.exists() and p.stat().st_size > self.epochs_done * hp.nbytes:
+                with open(p, "r+b") as f:
+                    f.truncate(self.epochs_done * hp.nbytes)
+            with open(p, "ab") as f:
+                f.write(hp.tobytes())
+        self.epochs_done = state.epoch + 1
+        self._write_meta()
+
+    def state_dict(self) -> dict:
+        return {"epochs_done": self.epochs_done}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.epochs_done = int(d["epochs_done"])
+        self._truncate(self.epochs_done)
+
+
+def read_ledger(run_dir: str | os.PathLike, mmap: bool = True) -> LedgerArrays:
+    """Read a run's ledger back as arrays shaped (epochs, samples) (memory-mapped, read-only)."""
+    run_dir = Path(run_dir)
+    d = run_dir / "ledger"
+    if not (d / META).exists():
+        raise RunError(f"{run_dir}: this run has no ledger (train with the ledger on)")
+    meta = read_json(d / META)
+    e, n, k, m = meta["epochs_done"], meta["n_train"], meta["n_classes"], meta.get("n_heldout", 0)
+
+    def arr(name: str, dtype, shape) -> np.ndarray | None:
+        p = d / f"{name}.bin"
+        if not p.exists() or e == 0 or 0 in shape:
+            return None
+        count = int(np.prod(shape))
+        if p.stat().st_size < count * np.dtype(dtype).itemsize:
+            raise RunError(f"{p}: ledger file is shorter than its meta.json says (run killed? use --resume)")
+        if mmap:
+            return np.memmap(p, dtype=dtype, mode="r", shape=shape)
+        return np.fromfile(p, dtype=dtype, count=count).reshape(shape)
+
+    out = {name: arr(name, dt, (e, n)) for name, dt in PER_SAMPLE.items()}
+    probs = arr("probs", np.float16, (e, n, k)) if meta.get("keep_probs") else None
+    held = arr("heldout_probs", np.float16, (e, m, k)) if m else None
+    train_idx, heldout_idx, y = np.arange(n), np.zeros(0, np.int64), None
+    splits = run_dir / "splits.npz"
+    if splits.exists():
+        with np.load(splits, allow_pickle=False) as z:
+            train_idx = z["train"]
+            heldout_idx = np.concatenate([z["val"], z["test"]])[:m] if m else np.zeros(0, np.int64)
+    data = run_dir / "labels.npy"
+    if data.exists():
+        y = np.load(data, allow_pickle=False)
+    return LedgerArrays(loss=out["loss"], margin=out["margin"], p_given=out["p_given"], pred=out["pred"],
+                        probs=probs, heldout_probs=held, train_idx=train_idx, heldout_idx=heldout_idx, y=y)
