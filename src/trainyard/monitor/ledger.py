@@ -73,8 +73,7 @@ class Ledger(Callback):
         if self.keep_probs:
             self.buf["probs"] = np.zeros((n, k), dtype=np.float16)
         self._row_bytes = {name: b.nbytes for name, b in self.buf.items()}
-        fresh = not (self.dir / META).exists() or state.epoch == 0 and self.epochs_done == 0
-        if fresh:
+        if not state.extra.get("resuming"):
             for name in list(self._row_bytes) + ["heldout_probs"]:
                 if self._path(name).exists():
                     self._path(name).unlink()

@@ -108,8 +108,10 @@ class Trainer:
         s.extra.update(trainer=self, train_X=Xt, train_y=yt)
         start_epoch = 0
         s.epoch = 0
+        resuming = resume_from is not None and Path(resume_from).exists()
+        s.extra["resuming"] = resuming  # callbacks keep their files; their state is restored just below
         self._emit("before_fit")
-        if resume_from is not None and Path(resume_from).exists():
+        if resuming:
             from .checkpoint import load_checkpoint
 
             start_epoch = self._load_resume(load_checkpoint(resume_from))
