@@ -85,23 +85,32 @@ class Ledger(Callback):
                                      "source": "training forward pass"})
 
     # -- recording ------------------------------------------------------------------------------
+    def before_epoch(self, state: State, control: Control) -> None:
+        # one float32 logit row per sample for this epoch; filled by one index_copy per batch, reduced to
+        # loss/margin/probabilities once at the end of the epoch (far cheaper than per-batch reductions)
+        if getattr(self, "_logits", None) is None or self._logits.device != state.device:
+            self._logits = torch.zeros(self.n, self.k, device=state.device)
+            self._y = state.extra["train_y"].to(state.device)
+        self._logits.zero_()
+
     def after_loss(self, state: State, control: Control) -> None:
-        with torch.no_grad():
-            logits = state.logits.detach().float()
-            y = state.yb
-            logp = torch.log_softmax(logits, 1)
-            given = logp.gather(1, y[:, None])[:, 0]
-            other = logits.scatter(1, y[:, None], float("-inf")).max(1).values
-            margin = logits.gather(1, y[:, None])[:, 0] - other
-            idx = state.batch_idx
-            self.buf["loss"][idx] = (-given).cpu().numpy()
-            self.buf["p_given"][idx] = given.exp().cpu().numpy()
-            self.buf["margin"][idx] = margin.cpu().numpy()
-            self.buf["pred"][idx] = logits.argmax(1).cpu().numpy()
-            if self.keep_probs:
-                self.buf["probs"][idx] = logp.exp().cpu().numpy()
+        self._logits.index_copy_(0, state.batch_index.to(state.device), state.logits.detach().float())
+
+    @torch.no_grad()
+    def _reduce(self) -> None:
+        logits, y = self._logits, self._y[:, None]
+        logp = torch.log_softmax(logits, 1)
+        given = logp.gather(1, y)[:, 0]
+        other = logits.scatter(1, y, float("-inf")).max(1).values
+        self.buf["loss"][:] = (-given).cpu().numpy()
+        self.buf["p_given"][:] = given.exp().cpu().numpy()
+        self.buf["margin"][:] = (logits.gather(1, y)[:, 0] - other).cpu().numpy()
+        self.buf["pred"][:] = logits.argmax(1).cpu().numpy()
+        if self.keep_probs:
+            self.buf["probs"][:] = logp.exp().cpu().numpy()
 
     def after_epoch(self, state: State, control: Control) -> None:
+        self._reduce()
         self._truncate(self.epochs_done)
         for name, b in self.buf.items():
             with open(self._path(name), "ab") as f:

@@ -48,6 +48,7 @@ class State:
     batches_per_epoch: int = 0
     # current batch
     batch_idx: np.ndarray | None = None  # indices into the training set of this batch's samples
+    batch_index: Any = None  # the same indices as a tensor
     xb: Any = None
     yb: Any = None
     logits: Any = None  # model output of the training forward pass (grad-tracking tensor)

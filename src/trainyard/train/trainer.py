@@ -131,7 +131,7 @@ class Trainer:
                 idx = perm[b * bs:(b + 1) * bs]
                 if len(idx) < 2 and n > 1 and b > 0:
                     idx = perm[(b - 1) * bs:]  # a batch of one breaks BatchNorm: fold it into a full batch
-                s.batch_in_epoch, s.batch_idx = b, idx.numpy()
+                s.batch_in_epoch, s.batch_idx, s.batch_index = b, idx.numpy(), idx
                 s.xb, s.yb = Xt[idx].to(dev, non_blocking=True), yt[idx].to(dev, non_blocking=True)
                 self._emit("before_batch")
                 s.logits = self.model(s.xb)
