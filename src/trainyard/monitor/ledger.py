@@ -68,7 +68,7 @@ class Ledger(Callback):
         self.dir.mkdir(parents=True, exist_ok=True)
         n, k = state.n_train, state.n_classes
         self.n, self.k = n, k
-        self.n_heldout = 0
+        self.n_heldout = int(state.extra.get("n_heldout", 0))
         self.buf = {name: np.zeros(n, dtype=dt) for name, dt in PER_SAMPLE.items()}
         if self.keep_probs:
             self.buf["probs"] = np.zeros((n, k), dtype=np.float16)
@@ -134,6 +134,7 @@ class Ledger(Callback):
     def load_state_dict(self, d: dict) -> None:
         self.epochs_done = int(d["epochs_done"])
         self._truncate(self.epochs_done)
+        self._write_meta()
 
 
 def read_ledger(run_dir: str | os.PathLike, mmap: bool = True) -> LedgerArrays:

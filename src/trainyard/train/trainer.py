@@ -105,7 +105,8 @@ class Trainer:
         s.batches_per_epoch = int(np.ceil(n / bs))
         s.max_epochs = cfg.epochs
         s.optimizer = make_optimizer(self.model, cfg)
-        s.extra.update(trainer=self, train_X=Xt, train_y=yt)
+        n_heldout = (len(X_val) if X_val is not None and y_val is not None else 0) + (len(X_extra) if X_extra is not None else 0)
+        s.extra.update(trainer=self, train_X=Xt, train_y=yt, n_heldout=n_heldout)
         start_epoch = 0
         s.epoch = 0
         resuming = resume_from is not None and Path(resume_from).exists()
