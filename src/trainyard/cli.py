@@ -102,7 +102,10 @@ def cmd_fit(a: argparse.Namespace) -> int:
         return 0
     res = fit(a.data, target=a.target, text=a.text, test=a.test, out=a.out, config=a.config, split=_split(a),
               resume=a.resume, quiet=a.quiet, init=a.init, **_overrides(a))
-    print_fit(res, _console(), quiet=a.quiet)
+    from .train.distributed import is_main
+
+    if is_main():
+        print_fit(res, _console(), quiet=a.quiet)
     return 0
 
 

@@ -131,12 +131,22 @@ def fit(data: Dataset | str, *, target: str | None = None, text: str | None = No
                  "input_shape": list(ds.input_shape), "fingerprint": ds.fingerprint(),
                  "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
                  "loader": ds.info}
-    run = Run.create(out, {"train": cfg.to_dict()}, resume=resume)
+    from .train import distributed
+    from .train.trainer import pick_device
+
+    parallel = distributed.init(pick_device(cfg.device))
+    main = distributed.is_main()
+    if main:
+        run = Run.create(out, {"train": cfg.to_dict()}, resume=resume)
+    distributed.barrier()
+    if not main:  # other data-parallel processes only write their ledger shard
+        run = Run(out)
     t0 = time.time()
     try:
-        run.update_meta(data=data_info, seed=cfg.seed)
-        if not resume or not run.file("data.npz").exists():
-            save_data(run, ds, splits)
+        if main:
+            run.update_meta(data=data_info, seed=cfg.seed, world_size=distributed.world()[1])
+            if not resume or not run.file("data.npz").exists():
+                save_data(run, ds, splits)
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, ds.input_shape, ds.n_classes, hidden=cfg.hidden, dropout=cfg.dropout,
                             activation=cfg.activation, norm=cfg.norm, channels=cfg.channels)
@@ -145,14 +155,18 @@ def fit(data: Dataset | str, *, target: str | None = None, text: str | None = No
             from .transfer import init_from_run
 
             init_from_run(model, init)
-        run.update_meta(model=model.spec)
-        cbs = default_callbacks(cfg, run=run, quiet=quiet, extra=list(callbacks)) + [MetricsLog(run.file("metrics.csv"))]
+        if main:
+            run.update_meta(model=model.spec)
+        cbs = default_callbacks(cfg, run=run, quiet=quiet, extra=list(callbacks), main=main)
+        if main:
+            cbs.append(MetricsLog(run.file("metrics.csv")))
         trainer = Trainer(model, cfg, cbs, run=run)
         tr, va, te = splits.train, splits.val, splits.test
         sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)[tr]
         state = trainer.fit(ds.X[tr], ds.y[tr], ds.X[va] if len(va) else None, ds.y[va] if len(va) else None,
                             sample_weight=sw, X_extra=ds.X[te] if len(te) else None,
                             resume_from=run.checkpoint_dir / "last.pt" if resume else None)
+        distributed.barrier()
         best = run.checkpoint_dir / "best.pt"
         if best.exists():
             from .train.checkpoint import load_checkpoint
@@ -165,18 +179,25 @@ def fit(data: Dataset | str, *, target: str | None = None, text: str | None = No
             pt = predict_proba(model, ds.X[te], device=trainer.device, precision=cfg.precision)
             test_metrics = classification_metrics(ds.y[te], pt)
             cm = confusion(ds.y[te], pt.argmax(1), ds.n_classes)
-        run.finish("finished", test_metrics=test_metrics, confusion_matrix=cm, classes=ds.classes,
-                   best_epoch=state.best_epoch, epochs_run=len(state.history),
-                   stopped_early=state.extra.get("stopped_early_at"), diverged_at=state.extra.get("diverged_at"),
-                   seconds=time.time() - t0)
+        if main:
+            run.finish("finished", test_metrics=test_metrics, confusion_matrix=cm, classes=ds.classes,
+                       best_epoch=state.best_epoch, epochs_run=len(state.history),
+                       stopped_early=state.extra.get("stopped_early_at"), diverged_at=state.extra.get("diverged_at"),
+                       seconds=time.time() - t0)
     except KeyboardInterrupt:
-        run.finish("failed", error="interrupted")
+        if main:
+            run.finish("failed", error="interrupted")
         raise
     except Exception as e:
-        run.finish("failed", error=f"{type(e).__name__}: {e}")
+        if main:
+            run.finish("failed", error=f"{type(e).__name__}: {e}")
         raise
+    finally:
+        if parallel and torch.distributed.is_initialized():
+            distributed.barrier()
+            torch.distributed.destroy_process_group()
     result = FitResult(run, model, ds, splits, list(state.history), test_metrics, cfg, state)
-    if write_report:
+    if write_report and main:
         _try_report(run)
     return result
 

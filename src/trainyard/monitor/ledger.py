@@ -65,8 +65,20 @@ class Ledger(Callback):
                     f.truncate(rows * size)
 
     def before_fit(self, state: State, control: Control) -> None:
+        from ..train import distributed
+
+        rank, size = distributed.world()
+        own = np.asarray(state.extra.get("own_rows", np.arange(state.n_train)))
+        if size > 1:  # each process keeps the rows it trains on, in its own shard
+            self.dir = self.dir / f"rank{rank}"
         self.dir.mkdir(parents=True, exist_ok=True)
-        n, k = state.n_train, state.n_classes
+        n, k = len(own), state.n_classes
+        self.own = own
+        pos = np.full(state.n_train, -1, dtype=np.int64)
+        pos[own] = np.arange(n)
+        self._pos = torch.as_tensor(pos)
+        if size > 1:
+            np.save(self.dir / "rows.npy", own)
         self.n, self.k = n, k
         self.n_heldout = int(state.extra.get("n_heldout", 0))
         self.buf = {name: np.zeros(n, dtype=dt) for name, dt in PER_SAMPLE.items()}
@@ -90,11 +102,11 @@ class Ledger(Callback):
         # loss/margin/probabilities once at the end of the epoch (far cheaper than per-batch reductions)
         if getattr(self, "_logits", None) is None or self._logits.device != state.device:
             self._logits = torch.zeros(self.n, self.k, device=state.device)
-            self._y = state.extra["train_y"].to(state.device)
+            self._y = state.extra["train_y"][torch.as_tensor(self.own)].to(state.device)
         self._logits.zero_()
 
     def after_loss(self, state: State, control: Control) -> None:
-        self._logits.index_copy_(0, state.batch_index.to(state.device), state.logits.detach().float())
+        self._logits.index_copy_(0, self._pos[state.batch_index].to(state.device), state.logits.detach().float())
 
     @torch.no_grad()
     def _reduce(self) -> None:
@@ -138,9 +150,39 @@ class Ledger(Callback):
 
 
 def read_ledger(run_dir: str | os.PathLike, mmap: bool = True) -> LedgerArrays:
-    """Read a run's ledger back as arrays shaped (epochs, samples) (memory-mapped, read-only)."""
+    """Read a run's ledger back as arrays shaped (epochs, samples) (memory-mapped, read-only).
+
+    A data-parallel run's shards (``ledger/rank<r>/``) are merged into one ledger."""
     run_dir = Path(run_dir)
     d = run_dir / "ledger"
+    shards = sorted(d.glob("rank*/" + META))
+    if shards and not (d / META).exists():
+        return _merge_shards(run_dir, [s.parent for s in shards])
+    return _read_dir(run_dir, d, mmap)
+
+
+def _merge_shards(run_dir: Path, dirs: list[Path]) -> LedgerArrays:
+    parts = [(_read_dir(run_dir, p, mmap=True), np.load(p / "rows.npy", allow_pickle=False)) for p in dirs]
+    e = min(p.n_epochs for p, _ in parts)
+    n = sum(len(rows) for _, rows in parts)
+    first = parts[0][0]
+
+    def merge(name: str):
+        if getattr(first, name) is None:
+            return None
+        a0 = getattr(first, name)
+        out = np.zeros((e, n) + a0.shape[2:], dtype=a0.dtype)
+        for p, rows in parts:
+            out[:, rows] = getattr(p, name)[:e]
+        return out
+
+    return LedgerArrays(loss=merge("loss"), margin=merge("margin"), p_given=merge("p_given"), pred=merge("pred"),
+                        probs=merge("probs"), heldout_probs=None if first.heldout_probs is None else first.heldout_probs[:e],
+                        train_idx=first.train_idx if len(first.train_idx) == n else first.train_idx,
+                        heldout_idx=first.heldout_idx, y=first.y)
+
+
+def _read_dir(run_dir: Path, d: Path, mmap: bool) -> LedgerArrays:
     if not (d / META).exists():
         raise RunError(f"{run_dir}: this run has no ledger (train with the ledger on)")
     meta = read_json(d / META)

@@ -101,12 +101,22 @@ class Trainer:
         if cfg.class_weight == "balanced":
             counts = np.bincount(np.asarray(y), minlength=s.n_classes).astype(np.float64)
             class_w = torch.as_tensor(n / (s.n_classes * np.maximum(counts, 1)), dtype=torch.float32, device=dev)
-        bs = min(cfg.batch_size, n)
-        s.batches_per_epoch = int(np.ceil(n / bs))
+        from . import distributed
+
+        parallel = distributed.init(dev)
+        own = distributed.own_rows(n) if parallel else np.arange(n)
+        _, world_size = distributed.world()
+        net = self.model
+        if parallel:  # same global batch size: each of the processes takes its share of it
+            net = torch.nn.parallel.DistributedDataParallel(self.model)
+        bs = max(1, min(cfg.batch_size // (world_size if parallel else 1), len(own)))
+        # every process must make the same number of steps (DDP all-reduces at each one)
+        s.batches_per_epoch = int(np.ceil(int(np.ceil(n / world_size)) / bs)) if parallel else int(np.ceil(n / bs))
         s.max_epochs = cfg.epochs
         s.optimizer = make_optimizer(self.model, cfg)
         n_heldout = (len(X_val) if X_val is not None and y_val is not None else 0) + (len(X_extra) if X_extra is not None else 0)
-        s.extra.update(trainer=self, train_X=Xt, train_y=yt, n_heldout=n_heldout)
+        s.extra.update(trainer=self, train_X=Xt, train_y=yt, n_heldout=n_heldout, own_rows=own)
+        own_t = torch.as_tensor(own)
         start_epoch = 0
         s.epoch = 0
         resuming = resume_from is not None and Path(resume_from).exists()
@@ -123,19 +133,21 @@ class Trainer:
             s.epoch = epoch
             torch.manual_seed(_epoch_seed(cfg.seed, epoch))
             gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
-            perm = torch.randperm(n, generator=gen)
+            perm = own_t[torch.randperm(len(own_t), generator=gen)]
             self.model.train()
             self._emit("before_epoch")
             loss_sum, correct, seen, gn_sum, gn_count = 0.0, 0, 0, 0.0, 0
             s.optimizer.zero_grad(set_to_none=True)
             for b in range(s.batches_per_epoch):
                 idx = perm[b * bs:(b + 1) * bs]
-                if len(idx) < 2 and n > 1 and b > 0:
+                if len(idx) == 0:  # a process with one row fewer than the others repeats a batch
+                    idx = perm[-bs:]
+                elif len(idx) < 2 and len(perm) > 1 and b > 0:
                     idx = perm[(b - 1) * bs:]  # a batch of one breaks BatchNorm: fold it into a full batch
                 s.batch_in_epoch, s.batch_idx, s.batch_index = b, idx.numpy(), idx
                 s.xb, s.yb = Xt[idx].to(dev, non_blocking=True), yt[idx].to(dev, non_blocking=True)
                 self._emit("before_batch")
-                s.logits = self.model(s.xb)
+                s.logits = net(s.xb)
                 lps = F.cross_entropy(s.logits.float(), s.yb, weight=class_w, reduction="none",
                                       label_smoothing=cfg.label_smoothing)
                 if w is not None:
@@ -167,6 +179,7 @@ class Trainer:
                     self.control.skip_step = False
                     s.optimizer.zero_grad(set_to_none=True)
                 self._emit("after_batch")
+            loss_sum, correct, seen = distributed.all_sum([loss_sum, correct, seen])
             row = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1)}
             if X_val is not None and y_val is not None and len(y_val):
                 pv = self.predict_proba(X_val)
@@ -229,8 +242,10 @@ def embed(model: nn.Module, X: np.ndarray, batch_size: int = 2048) -> np.ndarray
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def default_callbacks(cfg: TrainConfig, run=None, quiet: bool = True, extra: Sequence[Callback] = ()) -> list[Callback]:
-    """The callbacks ``fit`` uses for a config."""
+def default_callbacks(cfg: TrainConfig, run=None, quiet: bool = True, extra: Sequence[Callback] = (),
+                      main: bool = True) -> list[Callback]:
+    """The callbacks ``fit`` uses for a config. ``main=False`` (a data-parallel process other than
+    rank 0) keeps only what changes training and the process's own ledger shard."""
     from .amp import MixedPrecision
     from .clipping import clip_callback
     from .early_stop import EarlyStopping
@@ -252,18 +267,18 @@ def default_callbacks(cfg: TrainConfig, run=None, quiet: bool = True, extra: Seq
             from ..monitor.ledger import Ledger
 
             cbs.append(Ledger(run.ledger_dir, keep_probs=cfg.ledger_probs))
-        if cfg.monitor:
+        if cfg.monitor and main:
             try:
                 from ..monitor.model_monitor import ModelMonitor
             except ImportError:  # pragma: no cover - monitor module optional during development
                 ModelMonitor = None
             if ModelMonitor is not None:
                 cbs.append(ModelMonitor())
-        if cfg.checkpoint:
+        if cfg.checkpoint and main:
             from .checkpoint import Checkpoint
 
             cbs.append(Checkpoint(run.checkpoint_dir))
-    if not quiet:
+    if not quiet and main:
         from .progress import ProgressBar
 
         cbs.append(ProgressBar())
