@@ -182,6 +182,7 @@ def fit(data: Dataset | str, *, target: str | None = None, text: str | None = No
         if main:
             run.finish("finished", test_metrics=test_metrics, confusion_matrix=cm, classes=ds.classes,
                        best_epoch=state.best_epoch, epochs_run=len(state.history),
+                       batch_size=state.extra.get("batch_size"),
                        stopped_early=state.extra.get("stopped_early_at"), diverged_at=state.extra.get("diverged_at"),
                        seconds=time.time() - t0)
     except KeyboardInterrupt:

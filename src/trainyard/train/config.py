@@ -19,7 +19,7 @@ class TrainConfig:
     """Training configuration. Defaults work on the first try for small tabular and image data."""
 
     epochs: int = 30
-    batch_size: int = 64
+    batch_size: int | None = None  # None: 64, growing with the data up to 1024 (see auto_batch_size)
     lr: float = 2e-3
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
@@ -58,7 +58,7 @@ class TrainConfig:
         self.channels = _int_tuple(self.channels, "channels")
         self.precision = str(self.precision)
         need(int(self.epochs) >= 1, f"--epochs must be >= 1, got {self.epochs}")
-        need(int(self.batch_size) >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        need(self.batch_size is None or int(self.batch_size) >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         need(float(self.lr) > 0, f"--lr must be > 0, got {self.lr}")
         need(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         need(self.schedule in SCHEDULES, f"--schedule must be one of {SCHEDULES}, got {self.schedule!r}")
@@ -74,7 +74,8 @@ class TrainConfig:
             except ValueError:
                 ok = False
             need(ok, f"--clip must look like norm:1.0 or agc:0.01, got {self.clip!r}")
-        self.epochs, self.batch_size, self.accumulate = int(self.epochs), int(self.batch_size), int(self.accumulate)
+        self.epochs, self.accumulate = int(self.epochs), int(self.accumulate)
+        self.batch_size = None if self.batch_size is None else int(self.batch_size)
         self.lr, self.weight_decay = float(self.lr), float(self.weight_decay)
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,6 +95,13 @@ class TrainConfig:
         d = self.to_dict()
         d.update({k: v for k, v in changes.items()})
         return TrainConfig.from_dict(d)
+
+
+def auto_batch_size(n: int) -> int:
+    """64 for up to ~45k rows, then doubling with the data (about 1,000-2,000 steps an epoch), at most 1024."""
+    import math
+
+    return int(min(1024, max(64, 2 ** round(math.log2(max(n, 1) / 1000)))))
 
 
 def _int_tuple(v: Any, name: str) -> tuple[int, ...]:

@@ -109,7 +109,10 @@ class Trainer:
         net = self.model
         if parallel:  # same global batch size: each of the processes takes its share of it
             net = torch.nn.parallel.DistributedDataParallel(self.model)
-        bs = max(1, min(cfg.batch_size // (world_size if parallel else 1), len(own)))
+        from .config import auto_batch_size
+
+        s.extra["batch_size"] = cfg.batch_size or auto_batch_size(n)
+        bs = max(1, min(s.extra["batch_size"] // (world_size if parallel else 1), len(own)))
         # every process must make the same number of steps (DDP all-reduces at each one)
         s.batches_per_epoch = int(np.ceil(int(np.ceil(n / world_size)) / bs)) if parallel else int(np.ceil(n / bs))
         s.max_epochs = cfg.epochs
