@@ -229,12 +229,9 @@ def load_data(run_dir: str | Path) -> tuple[Dataset, Any]:
     kind = meta.get("data", {}).get("kind", "image" if X.ndim == 4 else "tabular")
     encoder = None
     if run.file("encoder.json").exists():
-        try:
-            from .data import TableEncoder
+        from .data import encoder_from_dict
 
-            encoder = TableEncoder.from_dict(run.read_json("encoder.json"))
-        except ImportError:
-            encoder = None
+        encoder = encoder_from_dict(run.read_json("encoder.json"))
     raw = pd.read_csv(run.file("raw.csv")) if run.file("raw.csv").exists() else None
     feature_names = getattr(encoder, "feature_names", None) if encoder is not None else None
     ds = Dataset(X, y, list(classes), ids, kind, feature_names, meta.get("data", {}).get("source", ""), {}, encoder, raw)

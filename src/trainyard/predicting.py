@@ -6,41 +6,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
 from .run import Run, atomic_write
 
 
 def read_features(run_dir: str | Path, data: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(X, ids) of a new file, encoded with the run's fitted encoder (tables) or loaded as in training."""
+    """(X, ids) of a new file, encoded with the run's fitted encoder exactly as in training (labels optional)."""
+    from .data import encoder_from_dict, load_features
+
     run = Run(run_dir).check()
-    path = Path(data)
-    if run.file("encoder.json").exists() and path.suffix.lower() in (".csv", ".parquet", ".tsv", ".txt"):
-        from .data import TableEncoder
-        from .data import read_table
-
-        enc = TableEncoder.from_dict(run.read_json("encoder.json"))
-        df = read_table(path)
-        return enc.transform(df), np.asarray([str(i) for i in range(len(df))], dtype=object)
-    if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            if "X" not in z:
-                raise DataError(f"{path}: .npz has no array named X")
-            X = z["X"]
-            ids = z["ids"].astype(str) if "ids" in z else np.arange(len(X)).astype(str)
-        from .data import load
-
-        try:
-            ds = load(str(path))
-            return ds.X, ds.ids
-        except DataError:  # unlabelled new data: same scaling rules as the loader, no labels needed
-            X = X.astype(np.float32) / (255.0 if X.dtype == np.uint8 else 1.0)
-            if X.ndim == 3:
-                X = X[:, None]
-            return X, ids
-    from .data import load
-
-    ds = load(str(path))
-    return ds.X, ds.ids
+    encoder = encoder_from_dict(run.read_json("encoder.json")) if run.file("encoder.json").exists() else None
+    X, ids, _ = load_features(str(data), encoder)
+    return X, ids
 
 
 def predict(model: str | Path, data: str | Path, out: str | Path | None = None) -> Path:

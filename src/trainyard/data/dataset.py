@@ -41,7 +41,10 @@ class Dataset:
     def __post_init__(self) -> None:
         self.X = np.ascontiguousarray(self.X, dtype=np.float32)
         self.y = np.asarray(self.y, dtype=np.int64)
-        self.ids = np.asarray([str(i) for i in self.ids], dtype=object)
+        ids = np.asarray(self.ids)
+        # converting a million ids one by one costs a second: vectorise when they are plain numbers/strings
+        self.ids = ids.astype(str).astype(object) if ids.dtype.kind in "iuUS" else \
+            np.asarray([str(i) for i in ids], dtype=object)
         self.classes = [str(c) for c in self.classes]
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
