@@ -95,6 +95,7 @@ def print_tune(res, console: Console) -> None:
 
 
 def print_autofix(rep: dict, console: Console) -> None:
-    b, a = rep.get("before", {}), rep.get("after", {})
-    console.print(f"[bold]auto-fix[/]: {rep.get('fix')}")
+    b, a, fix = rep.get("before", {}), rep.get("after", {}), rep.get("fix") or {}
+    console.print(f"[bold]auto-fix[/] for {fix.get('issue', 'no finding')}: {fix.get('overrides', {})} "
+                  f"[dim]({fix.get('why', '')})[/]")
     console.print(f"  before: test acc {b.get('acc', float('nan')):.4f}  after: test acc {a.get('acc', float('nan')):.4f}")

@@ -55,8 +55,9 @@ def fix_for(finding: dict, cfg: dict[str, Any], model_health: dict | None = None
     elif issue == "dead_units":
         if act in RELU_LIKE or act in SATURATING:
             fix["activation"] = "gelu"
-        # units usually die from steps that are too big: lower the rate when the weights moved a lot
-        if _max_update_ratio(model_health or {}) > 0.5:
+        # units that died during training died from steps that were too big
+        ev = finding.get("evidence") or {}
+        if ev.get("died_during_training") or _max_update_ratio(model_health or {}) > 0.5:
             fix["lr"] = lr / 10
     elif issue == "collapsed_features":
         if wd > 0:
@@ -116,9 +117,10 @@ def _model_health_of(result: Any) -> dict:
     mh = getattr(result, "model_health", None)
     if mh is not None:
         return mh
-    extra = getattr(result, "extra", None)
-    if isinstance(extra, dict) and extra.get("model_health") is not None:
-        return extra["model_health"]
+    for holder in (result, getattr(result, "state", None)):  # a Trainer State, or a FitResult's
+        extra = getattr(holder, "extra", None)
+        if isinstance(extra, dict) and extra.get("model_health") is not None:
+            return extra["model_health"]
     run = getattr(result, "run", result)
     path = getattr(run, "path", run)
     if isinstance(path, (str, Path)) and (Path(path) / "model_health.json").exists():
@@ -140,51 +142,82 @@ def _summary(result: Any, model_health: dict) -> dict[str, Any]:
 
     last = history[-1] if history else {}
     run = getattr(result, "run", None)
+    test = dict(getattr(result, "test_metrics", None) or {})
+    best_val = best("val_acc")
     return {"findings": [f["issue"] for f in model_health.get("findings") or []],
-            "epochs": len(history), "best_val_acc": best("val_acc"), "best_val_loss": best("val_loss", min),
+            # the headline accuracy: on the test split when the fit has one, else the best validation epoch
+            "acc": test.get("acc", best_val), "acc_on": "test" if "acc" in test else "validation",
+            "epochs": len(history), "best_val_acc": best_val, "best_val_loss": best("val_loss", min),
             "final_val_acc": last.get("val_acc"), "final_train_loss": last.get("train_loss"),
-            "final_train_acc": last.get("train_acc"),
+            "final_train_acc": last.get("train_acc"), "test_metrics": test,
             "run": str(getattr(run, "path", run)) if run is not None else None}
 
 
-def _apply(config: Any, overrides: dict[str, Any]) -> Any:
-    if config is None:
-        from .config import TrainConfig
+def _resolve_config(config: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(TrainConfig from ``config`` + the config options among ``kwargs``, the other kwargs)."""
+    import dataclasses
 
-        return TrainConfig().replace(**overrides)
-    if hasattr(config, "replace"):
-        return config.replace(**overrides)
-    return {**dict(config), **overrides}
+    from .config import TrainConfig, read_config_file
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    if isinstance(config, TrainConfig):
+        base = config.to_dict()
+    elif isinstance(config, (str, Path)):
+        base = read_config_file(config)
+    else:
+        base = dict(config or {})
+    base.update({k: v for k, v in kwargs.items() if k in names and v is not None})
+    return TrainConfig.from_dict(base), {k: v for k, v in kwargs.items() if k not in names}
 
 
-def auto_fix(fit_fn: Callable[[Any, Any], Any], data: Any, config: Any = None) -> dict[str, Any]:
-    """Fit, diagnose, apply the recommended fix once, fit again.
+def auto_fix(fit_fn: Callable[..., Any], data: Any, config: Any = None, **fit_kwargs: Any) -> dict[str, Any]:
+    """Fit, diagnose, apply the recommended fix once, fit again; report before and after.
 
     Args:
-        fit_fn: ``fit_fn(data, config) -> result``; the result must expose its model health (a
-            FitResult with ``.run``, a Trainer State, or a dict with ``model_health``).
+        fit_fn: called as ``fit_fn(data, config=TrainConfig, **other_kwargs)`` (e.g. :func:`trainyard.fit`); its
+            result must expose its model health: a FitResult (read from ``.run``), a Trainer State, or
+            a dict with ``model_health``.
         data: passed through to ``fit_fn``.
-        config: the TrainConfig (or dict, or None for defaults) of the first fit.
+        config: TrainConfig, dict, YAML/JSON path or None; training options among ``fit_kwargs``
+            (``epochs=10``) win over it, as in ``fit``, and are folded into the TrainConfig.
+        fit_kwargs: the others are passed through; with ``out=DIR`` the runs go to ``DIR/before`` and
+            ``DIR/after`` and the report to ``DIR/auto_fix.json``.
     Returns:
-        ``{"before": summary, "after": summary | None, "fix": {issue, overrides, why} | None,
-        "improved": bool | None, "config": fixed config, "before_result": ..., "after_result": ...}``;
-        the summaries hold findings, best/final validation accuracy and loss. ``after`` is None when
-        the first fit had nothing to fix.
+        ``{"before": summary, "after": summary | None, "fix": {issue, overrides, why, advice} | None,
+        "improved": bool | None, "config": the fixed TrainConfig, "before_result", "after_result"}``.
+        A summary holds the findings, ``acc`` (test accuracy, else best validation accuracy) and the
+        loss curve's end points. ``after`` is None when the first fit had nothing to fix.
+
+    >>> report = auto_fix(trainyard.fit, "sklearn:digits", lr=1e-7, out="runs/x")  # doctest: +SKIP
+    >>> report["fix"]["overrides"], report["before"]["acc"], report["after"]["acc"]  # doctest: +SKIP
+    ({'lr': 0.002}, 0.09, 0.97)
     """
-    first = fit_fn(data, config)
+    # both fits get a full TrainConfig and the same non-training kwargs: they differ by the fix only
+    cfg, rest = _resolve_config(config, fit_kwargs)
+    out_dir = rest.get("out")
+    if out_dir is not None:
+        rest["out"] = Path(out_dir) / "before"
+    first = fit_fn(data, config=cfg, **rest)
     mh = _model_health_of(first)
     out: dict[str, Any] = {"before": _summary(first, mh), "after": None, "fix": None, "improved": None,
-                           "config": config, "before_result": first, "after_result": None}
-    overrides = recommend_fix(mh, config) if mh else {}
-    if not overrides:
-        return out
-    finding = next(f for f in mh.get("findings") or [] if fix_for(f, _cfg_dict(mh, config), mh) == overrides)
-    new_config = _apply(config, overrides)
-    second = fit_fn(data, new_config)
-    after = _summary(second, _model_health_of(second))
-    b, a = out["before"]["best_val_acc"], after["best_val_acc"]
-    out.update(after=after, config=new_config, after_result=second,
-               fix={"issue": finding["issue"], "overrides": overrides, "why": finding["explanation"],
-                    "advice": finding["fix"]},
-               improved=None if a is None or b is None else bool(a > b))
+                           "config": cfg, "before_result": first, "after_result": None}
+    overrides = recommend_fix(mh, cfg) if mh else {}
+    if overrides:
+        finding = next(f for f in mh.get("findings") or [] if fix_for(f, _cfg_dict(mh, cfg), mh) == overrides)
+        new_cfg = cfg.replace(**overrides)
+        if out_dir is not None:
+            rest["out"] = Path(out_dir) / "after"
+        second = fit_fn(data, config=new_cfg, **rest)
+        after = _summary(second, _model_health_of(second))
+        b, a = out["before"]["acc"], after["acc"]
+        out.update(after=after, config=new_cfg, after_result=second,
+                   fix={"issue": finding["issue"], "overrides": overrides, "why": finding["explanation"],
+                        "advice": finding["fix"]},
+                   improved=None if a is None or b is None else bool(a > b))
+    if out_dir is not None:
+        from ..run import write_json
+
+        write_json(Path(out_dir) / "auto_fix.json",
+                   {k: v for k, v in out.items() if k not in ("before_result", "after_result", "config")}
+                   | {"config": out["config"].to_dict()})
     return out
