@@ -180,7 +180,14 @@ def _json_print(obj: Any) -> None:
 def cmd_explain(a: argparse.Namespace) -> int:
     from .explain import explain_run
 
-    _json_print(explain_run(a.run, samples=a.samples.split(",") if a.samples else None))
+    res = explain_run(a.run, samples=a.samples.split(",") if a.samples else None)
+    perm = res.get("permutation") or {}
+    if perm.get("ranking"):
+        score = dict(zip(perm["features"], perm["importance_mean"]))
+        print("most important features (accuracy drop when shuffled, validation split):")
+        for name in perm["ranking"][:10]:
+            print(f"  {name}: {score[name]:.4f}")
+    print(f"wrote {a.run}/explain.json ({len(res.get('flagged', []))} flagged samples explained)")
     return 0
 
 

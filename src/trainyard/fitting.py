@@ -87,7 +87,8 @@ def default_out(prefix: str = "fit") -> Path:
 
 def fit(data: Dataset | str, *, target: str | None = None, text: str | None = None, test: str | None = None,
         out: str | Path | None = None, config: TrainConfig | dict | str | Path | None = None,
-        split: Sequence[float] = (0.7, 0.2, 0.1), splits: Any = None, callbacks: Sequence[Callback] = (),
+        split: Sequence[float] = (0.7, 0.2, 0.1), splits: Any = None, split_seed: int = 0,
+        callbacks: Sequence[Callback] = (),
         resume: bool = False, quiet: bool = True, sample_weight: np.ndarray | None = None,
         init: str | Path | None = None, write_report: bool = True, **overrides: Any) -> FitResult:
     """Train a model on ``data`` and leave a Run directory in ``out``.
@@ -101,6 +102,8 @@ def fit(data: Dataset | str, *, target: str | None = None, text: str | None = No
         resume: continue a killed run in ``out`` from its last checkpoint (same final weights).
         sample_weight: per-dataset-row loss weights (used by the reweight repair policy).
         init: another run whose weights start this one (fine-tuning; shape-matching layers only).
+        split_seed: seed of the stratified split, fixed by default so runs with different training
+            seeds share one test split (comparable, and ensembles of them can be evaluated).
 
     Returns:
         FitResult with ``run``, ``model`` (weights of the best validation epoch), ``dataset``, ``splits``,
@@ -123,7 +126,7 @@ def fit(data: Dataset | str, *, target: str | None = None, text: str | None = No
         cfg = make_config(stored.get("train", stored))
     else:
         cfg = make_config(config, **overrides)
-    ds, splits = resolve_data(data, target, text, test, split, cfg.seed, splits)
+    ds, splits = resolve_data(data, target, text, test, split, split_seed, splits)
     if len(splits.train) < 2:
         raise ConfigError(f"{ds.source or 'data'}: the training split has {len(splits.train)} rows; need at least 2")
     data_info = {"source": ds.source, "target": target, "text": text, "test": str(test) if test else None,
@@ -151,12 +154,14 @@ def fit(data: Dataset | str, *, target: str | None = None, text: str | None = No
         model = build_model(cfg.model, ds.input_shape, ds.n_classes, hidden=cfg.hidden, dropout=cfg.dropout,
                             activation=cfg.activation, norm=cfg.norm, channels=cfg.channels)
         model.standardize.fit(ds.X[splits.train])
+        init_report = None
         if init is not None:
-            from .transfer import init_from_run
+            from .compress.transfer import init_from
 
-            init_from_run(model, init)
+            init_report = init_from(model, init)
         if main:
-            run.update_meta(model=model.spec)
+            run.update_meta(model=model.spec, init=None if init is None else
+                            {"from": str(init), "n_loaded": init_report["n_loaded"]})
         cbs = default_callbacks(cfg, run=run, quiet=quiet, extra=list(callbacks), main=main)
         if main:
             cbs.append(MetricsLog(run.file("metrics.csv")))

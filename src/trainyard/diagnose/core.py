@@ -81,18 +81,16 @@ def diagnose_run(run_dir: str | Path, *, model=None, dataset=None, splits=None, 
     labels, label_summary = label_issues(ledger, y, k)
     steps.next("ambiguous samples")
     amb = ambiguous_samples(ledger, y, k)
-    amb = amb[0] if isinstance(amb, tuple) else amb
     steps.next("outliers")
     feats = embed(model, dataset.X)
-    flat = dataset.X.reshape(n, -1)
-    out_df = outlier_scores(feats, X_input=flat)
-    out_df = out_df[0] if isinstance(out_df, tuple) else out_df
+    # images go in unflattened: the detectors then keep one pixel scale instead of z-scoring each pixel
+    standardize = dataset.kind == "tabular"
+    out_df = outlier_scores(feats, X_input=dataset.X, standardize=standardize)
     steps.next("duplicates")
-    dup = find_duplicates(flat, y, dataset.ids)
-    dup_df, dup_summary = dup if isinstance(dup, tuple) else (dup, {})
+    dup_df = find_duplicates(dataset.X, y, dataset.ids, standardize=standardize)
     steps.next("dataset health")
-    health = data_health(dataset, splits)
-    health.setdefault("duplicates", dup_summary)
+    health = data_health(dataset, splits, duplicates=dup_df)
+    health["outliers"] = out_df.attrs.get("summary", {})
     health["labels"] = label_summary
     steps.done()
 

@@ -22,7 +22,7 @@ def diagnose_online(run_dir: str | Path, new_data: str | Path, out: str | Path |
     from ..fitting import load_data, load_model
     from ..predicting import read_features
     from ..train.trainer import predict_proba
-    from .drift import classifier_two_sample, feature_drift
+    from .drift import online_drift
 
     run = Run(run_dir).check()
     ds, splits = load_data(run.path)
@@ -33,12 +33,7 @@ def diagnose_online(run_dir: str | Path, new_data: str | Path, out: str | Path |
     probs = predict_proba(model, X_new)
     conf = probs.max(1)
     low = conf < threshold
-    Xtr = ds.X[splits.train].reshape(len(splits.train), -1)
-    Xn = X_new.reshape(len(X_new), -1)
-    names = ds.feature_names or [f"x{i}" for i in range(Xtr.shape[1])]
-    drift = feature_drift(Xtr, Xn, names)
-    drift_rows = drift.to_dict("records") if hasattr(drift, "to_dict") else drift
-    two = classifier_two_sample(Xtr, Xn, seed=0)
+    drift = online_drift(ds.X[splits.train], X_new, ds.feature_names, seed=0)
     out = Path(out) if out else run.path / f"online-{Path(new_data).stem}"
     out.mkdir(parents=True, exist_ok=True)
     classes = np.asarray(ds.classes, dtype=object)
@@ -46,7 +41,8 @@ def diagnose_online(run_dir: str | Path, new_data: str | Path, out: str | Path |
                        "low_confidence": low})
     atomic_write(out / "online.csv", lambda tmp: df.to_csv(tmp, index=False))
     res = {"n_rows": int(len(X_new)), "n_low_confidence": int(low.sum()), "confidence_threshold": threshold,
-           "low_confidence_rate": float(low.mean()) if len(low) else 0.0, "drift": drift_rows[:50],
-           "two_sample": two, "out": str(out)}
+           "low_confidence_rate": float(low.mean()) if len(low) else 0.0, "drift_detected": drift["drift"], "drifted_features": drift["drifted_features"],
+           "drift": drift["features"], "two_sample": drift["two_sample"], "drift_rule": drift["rule"],
+           "out": str(out)}
     write_json(out / "online.json", res)
     return res
