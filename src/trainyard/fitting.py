@@ -61,14 +61,21 @@ def resolve_data(data: Dataset | str, target: str | None = None, text: str | Non
     return data, splits
 
 
-def save_data(run: Run, ds: Dataset, splits) -> None:
-    """Keep the data a run trained on (features, labels, ids, classes, splits) inside the run."""
+def save_data(run: Run, ds: Dataset, splits, keep_data: bool = True) -> None:
+    """Keep the data a run trained on (features, labels, ids, classes, splits) inside the run.
+
+    ``keep_data=False`` keeps only labels and splits (search trials: their data lives elsewhere)."""
     def write_npz(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, X=ds.X, y=ds.y, ids=ds.ids.astype(str), classes=np.asarray(ds.classes, dtype=str))
 
-    atomic_write(run.file("data.npz"), write_npz)
-    atomic_write(run.file("labels.npy"), lambda tmp: np.save(open(tmp, "wb"), ds.y))
+    if keep_data:
+        atomic_write(run.file("data.npz"), write_npz)
+    def write_labels(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, ds.y)
+
+    atomic_write(run.file("labels.npy"), write_labels)
 
     def write_splits(tmp: str) -> None:
         with open(tmp, "wb") as f:
@@ -77,7 +84,7 @@ def save_data(run: Run, ds: Dataset, splits) -> None:
     atomic_write(run.file("splits.npz"), write_splits)
     if ds.encoder is not None and hasattr(ds.encoder, "to_dict"):
         run.write_json("encoder.json", ds.encoder.to_dict())
-    if ds.raw is not None and isinstance(ds.raw, pd.DataFrame) and len(ds.raw) <= 200_000:
+    if keep_data and ds.raw is not None and isinstance(ds.raw, pd.DataFrame) and len(ds.raw) <= 200_000:
         run.write_csv("raw.csv", ds.raw)
 
 
@@ -90,7 +97,8 @@ def fit(data: Dataset | str, *, target: str | None = None, text: str | None = No
         split: Sequence[float] = (0.7, 0.2, 0.1), splits: Any = None, split_seed: int = 0,
         callbacks: Sequence[Callback] = (),
         resume: bool = False, quiet: bool = True, sample_weight: np.ndarray | None = None,
-        init: str | Path | None = None, write_report: bool = True, **overrides: Any) -> FitResult:
+        init: str | Path | None = None, write_report: bool = True, keep_data: bool = True,
+        **overrides: Any) -> FitResult:
     """Train a model on ``data`` and leave a Run directory in ``out``.
 
     Args:
@@ -102,6 +110,7 @@ def fit(data: Dataset | str, *, target: str | None = None, text: str | None = No
         resume: continue a killed run in ``out`` from its last checkpoint (same final weights).
         sample_weight: per-dataset-row loss weights (used by the reweight repair policy).
         init: another run whose weights start this one (fine-tuning; shape-matching layers only).
+        keep_data: save a copy of the data in the run (``data.npz``; needed by diagnose, explain, report).
         split_seed: seed of the stratified split, fixed by default so runs with different training
             seeds share one test split (comparable, and ensembles of them can be evaluated).
 
@@ -149,7 +158,7 @@ def fit(data: Dataset | str, *, target: str | None = None, text: str | None = No
         if main:
             run.update_meta(data=data_info, seed=cfg.seed, world_size=distributed.world()[1])
             if not resume or not run.file("data.npz").exists():
-                save_data(run, ds, splits)
+                save_data(run, ds, splits, keep_data)
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, ds.input_shape, ds.n_classes, hidden=cfg.hidden, dropout=cfg.dropout,
                             activation=cfg.activation, norm=cfg.norm, channels=cfg.channels)
