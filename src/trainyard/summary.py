@@ -55,11 +55,15 @@ def print_diagnosis(res, console: Console, top: int = 15) -> None:
     h = res.data_health
     imb = h.get("imbalance", {})
     if imb:
-        console.print(f"class imbalance ratio {imb.get('ratio', float('nan')):.2f}; minority: {imb.get('minority', [])}")
-    drift = h.get("drift") or []
+        console.print(f"class imbalance ratio {imb.get('ratio') or float('nan'):.2f}"
+                      + (f"; minority classes: {', '.join(map(str, imb['minority_classes']))}"
+                         if imb.get("minority_classes") else ""))
+    drift = (h.get("drift") or {}).get("table") or []
     if drift:
         d0 = drift[0]
-        console.print(f"most drifted feature: {d0.get('feature')} (PSI {d0.get('psi', 0):.3f}, KS {d0.get('ks', 0):.3f})")
+        console.print(f"train vs test drift: {h['drift'].get('n_drifted', 0)} feature(s) flagged; largest "
+                      f"{d0.get('feature')} (PSI {d0.get('psi') or 0:.3f}, KS {d0.get('ks') or 0:.3f}); "
+                      f"two-sample AUC {(h.get('two_sample') or {}).get('auc') or float('nan'):.3f}")
     for f in (res.model_health or {}).get("findings", [])[:5]:
         console.print(f"[yellow]model:[/] {f.get('issue')} {f.get('layer') or ''}: {f.get('explanation', '')}")
     console.print(f"wrote {res.run.path / 'samples.csv'}, data_health.json, report.html")

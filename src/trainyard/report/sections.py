@@ -192,8 +192,10 @@ def data_health(rf: RunFiles) -> dict | None:
             counts = dict(zip(names, counts))
         fig = F.bar(list(counts), [float(v) for v in counts.values()], "Samples per class", "class", "samples")
         out["imbalance"] = {"fig": F.to_div(fig, "fig-imbalance"), "ratio": imb.get("ratio"),
-                            "minority": imb.get("minority")}
+                            "minority": imb.get("minority_classes", imb.get("minority"))}
     drift = dh.get("drift")
+    if isinstance(drift, dict) and "table" in drift:  # data_health.json: summary + per-feature table
+        drift = drift["table"]
     if drift:
         rows = _records(drift)
         for r in rows:
@@ -203,18 +205,23 @@ def data_health(rf: RunFiles) -> dict | None:
         cols += [c for c in rows[0] if c not in cols] if rows else []
         out["drift"] = {"rows": rows, "columns": cols}
     missing = dh.get("missing")
+    if isinstance(missing, dict) and isinstance(missing.get("per_column"), dict):
+        missing = missing["per_column"]
     if isinstance(missing, dict):
         miss = sorted(((k, v) for k, v in missing.items() if v), key=lambda kv: -float(kv[1] or 0))
         out["missing"] = miss
-    for key in ("constant", "leakage"):
-        if dh.get(key):
-            out[key] = dh[key] if isinstance(dh[key], list) else _records(dh[key])
+    for key, name in (("constant", "constant"), ("constant_columns", "constant"), ("leakage", "leakage")):
+        value = dh.get(key)
+        if isinstance(value, dict) and "columns" in value:  # {columns: [...], evidence...}
+            value = value["columns"]
+        if value:
+            out[name] = value if isinstance(value, list) else _records(value)
     if isinstance(dh.get("duplicates"), dict):
         out["duplicates"] = {k: v for k, v in dh["duplicates"].items() if not isinstance(v, (list, dict))}
     ts = dh.get("two_sample")
     if isinstance(ts, dict) and ts.get("auc") is not None:
         out["two_sample"] = ts
-    known = {"imbalance", "drift", "missing", "constant", "leakage", "duplicates", "two_sample"}
+    known = {"imbalance", "drift", "missing", "constant", "constant_columns", "leakage", "duplicates", "two_sample"}
     out["extra"] = {k: v for k, v in dh.items() if k not in known and not isinstance(v, (list, dict))}
     # blocks other detectors add later (e.g. "labels"): shown as small tables of their numbers
     out["other"] = {k.replace("_", " "): {kk: vv for kk, vv in v.items() if not isinstance(vv, (list, dict))}

@@ -1,0 +1,96 @@
+"""B5: `trainyard diagnose` on make_classification data (40 features, 10 classes, 20 % symmetric noise)
+at 10^4, 10^5, 10^6 rows: wall time, peak resident memory, time per sample; and peak memory at 10 vs
+30 epochs (it must not grow with epochs). Each size runs in a fresh child process, measured there.
+
+    python benchmarks/scale.py [--sizes 10000,100000,1000000] [--epochs 10]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, write_result  # noqa: E402
+
+
+def child(n: int, epochs: int, workdir: str) -> None:
+    """Runs in the child: make data, diagnose through the public API, print measurements as JSON."""
+    from trainyard.data import inject_label_noise, make_synthetic
+
+    ds = make_synthetic(n, n_features=40, n_classes=10, seed=0)
+    noisy, flipped = inject_label_noise(ds.y, 0.2, "symmetric", 10, seed=0)
+    path = Path(workdir) / f"synthetic_{n}.npz"
+    np.savez(path, X=ds.X, y=noisy)
+    del ds
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "trainyard", "diagnose", str(path), "--epochs", str(epochs),
+                          "--out", str(Path(workdir) / f"run_{n}_{epochs}"), "--quiet", "--top", "0"],
+                         capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-2000:])
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the diagnose process (Linux: KiB)
+    import pandas as pd
+
+    s = pd.read_csv(Path(workdir) / f"run_{n}_{epochs}" / "samples.csv", usecols=["label_issue", "split"])
+    meta = json.loads((Path(workdir) / f"run_{n}_{epochs}" / "run.json").read_text())
+    tr = (s["split"] == "train").to_numpy()
+    flagged = s["label_issue"].to_numpy(bool)
+    tp = int((flagged & flipped).sum())
+    prec = tp / max(flagged.sum(), 1)
+    rec = tp / max(flipped.sum(), 1)
+    print(json.dumps({"n": n, "epochs": epochs, "wall_s": wall, "peak_rss_mib": peak_kib / 1024,
+                      "us_per_sample": wall / n * 1e6, "batch_size": meta.get("batch_size"),
+                      "label_f1_all_rows": 2 * prec * rec / max(prec + rec, 1e-9), "n_train": int(tr.sum()),
+                      "methods": {k: v.get("method") for k, v in json.loads(
+                          (Path(workdir) / f"run_{n}_{epochs}" / "data_health.json").read_text()).items()
+                          if isinstance(v, dict) and "method" in v}}))
+
+
+def run_child(n: int, epochs: int, workdir: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", str(n), str(epochs), workdir],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"size {n} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--memory-n", type=int, default=100000, help="size for the 10-vs-30-epochs memory check")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        child(int(a.child[0]), int(a.child[1]), a.child[2])
+        return
+    work = tempfile.mkdtemp(prefix="trainyard-scale-")
+    rows = []
+    for n in [int(x) for x in a.sizes.split(",")]:
+        r = run_child(n, a.epochs, work)
+        rows.append(r)
+        print(f"n={n:>8}  wall {r['wall_s']:7.1f} s  peak {r['peak_rss_mib']:7.0f} MiB  "
+              f"{r['us_per_sample']:7.1f} us/sample  label F1 {r['label_f1_all_rows']:.3f}", flush=True)
+    mem = [run_child(a.memory_n, e, work) for e in (a.epochs, 3 * a.epochs)]
+    for r in mem:
+        print(f"n={r['n']} epochs={r['epochs']}: peak {r['peak_rss_mib']:.0f} MiB, wall {r['wall_s']:.1f} s")
+    by_n = {r["n"]: r for r in rows}
+    ratio = by_n[1000000]["us_per_sample"] / by_n[100000]["us_per_sample"] if {100000, 1000000} <= set(by_n) else None
+    res = {"machine": machine(), "protocol": "B5: `trainyard diagnose` (fit + every detector) in a fresh process per "
+           "size; make_classification 40 features, 10 classes, 20 % symmetric noise on all rows; peak RSS of that "
+           "process", "epochs": a.epochs, "sizes": rows, "per_sample_ratio_1e6_vs_1e5": ratio,
+           "memory_vs_epochs": mem}
+    print(write_result("scale", res))
+
+
+if __name__ == "__main__":
+    main()
