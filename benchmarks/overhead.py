@@ -59,7 +59,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from sklearn.datasets import load_digits, make_classification
 
-    rng_rep = 2 if a.quick else 4
+    rng_rep = 3 if a.quick else 5
     d = load_digits()
     Xd = (d.data / 16).reshape(-1, 1, 8, 8).astype(np.float32)
     Xs, ys = make_classification(20000, 40, n_informative=20, n_redundant=10, n_classes=10, random_state=0)

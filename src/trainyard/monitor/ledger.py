@@ -94,7 +94,7 @@ class Ledger(Callback):
     def _write_meta(self) -> None:
         write_json(self.dir / META, {"n_train": self.n, "n_classes": self.k, "n_heldout": self.n_heldout,
                                      "epochs_done": self.epochs_done, "keep_probs": self.keep_probs,
-                                     "source": "training forward pass"})
+                                     "source": "training forward pass"}, fsync=False)
 
     # -- recording ------------------------------------------------------------------------------
     def before_epoch(self, state: State, control: Control) -> None:
