@@ -1,0 +1,261 @@
+"""B2 / issue 5: repair gain. Test accuracy of the model trained on noisy labels, after
+``trainyard repair`` (policy auto, 2 rounds), after cleanlab's ``CleanLearning`` with the same model,
+and of the oracle trained on the true labels; gap recovered = (repaired - noisy) / (oracle - noisy).
+
+    python benchmarks/repair.py [--quick] [--datasets digits,synthetic,fashion] [--jobs 2]
+
+Protocol
+  * Data: sklearn digits (1,797 8x8 images; split 50/20/30 so the test split has 539 rows),
+    make_classification via ``trainyard.data.make_synthetic`` (50,000 x 40, 10 classes; 70/20/10),
+    Fashion-MNIST: a stratified 20,000-image subset of the training file (80/20 train/val) and the
+    full 10,000-image test file. ``--quick``: 1 seed, smaller sets and fewer epochs.
+  * Noise: symmetric (to a uniformly random other class) and class-conditional (k -> k+1 mod K) at
+    20 % and 40 %, injected into the training AND validation rows (the labelled data a user has; the
+    validation labels every method selects with are noisy too); the test rows keep their true labels.
+  * Model family, the same for every method: trainyard's MLP (hidden 256,128, AdamW, cosine), the
+    best epoch chosen on the (noisy) validation rows. Fashion-MNIST and the synthetic set use 10
+    epochs with batch 256 (CNNs on CPU would take hours); digits uses the defaults (30 epochs, batch 64).
+    The model monitor is off for every run (no method reads it).
+  * cleanlab: ``CleanLearning(clf=TrainyardClassifier, cv_n_folds=5)`` fitted on the training rows,
+    where TrainyardClassifier trains the very same MLP with the same config and picks its best epoch
+    on the same noisy validation rows.
+  * Seeds 0, 1, 2: the seed sets the split, the noise and the training seed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import fmt, machine, mean_std, write_result  # noqa: E402
+
+NOISES = [("symmetric", 0.2), ("symmetric", 0.4), ("class_conditional", 0.2), ("class_conditional", 0.4)]
+TARGET_GAP = {0.2: 0.8, 0.4: 0.6}
+
+
+# -- data ---------------------------------------------------------------------------------------------
+def dataset(name: str, seed: int, quick: bool):
+    """(Dataset, Splits, training options) of a benchmark data set."""
+    from trainyard.data import Dataset, Splits, load, make_splits, make_synthetic
+
+    if name == "digits":
+        ds = load("sklearn:digits")
+        return ds, make_splits(ds.y, (0.5, 0.2, 0.3), seed=seed), {"epochs": 15 if quick else 30}
+    if name == "synthetic":
+        ds = make_synthetic(10_000 if quick else 50_000, n_features=40, n_classes=10, seed=seed)
+        return ds, make_splits(ds.y, (0.7, 0.2, 0.1), seed=seed), {"epochs": 10, "batch_size": 256}
+    if name == "fashion":
+        n_train, n_test = (5_000, 2_000) if quick else (20_000, 10_000)
+        tr = load(f"fashion-mnist:{n_train}")
+        te = load(f"fashion-mnist:test:{n_test}") if quick else load("fashion-mnist:test")
+        ds = Dataset(np.concatenate([tr.X, te.X]), np.concatenate([tr.y, te.y]), tr.classes,
+                     np.concatenate([tr.ids, [f"test:{i}" for i in te.ids]]), tr.kind, source="fashion-mnist")
+        inner = make_splits(tr.y, (0.8, 0.2, 0.0), seed=seed)
+        return ds, Splits(inner.train, inner.val, np.arange(len(tr), len(ds))), {"epochs": 10, "batch_size": 256}
+    raise SystemExit(f"unknown data set {name!r}; choose from digits, synthetic, fashion")
+
+
+# -- cleanlab's side: the same model as a scikit-learn classifier -------------------------------------
+def trainyard_classifier():
+    """A scikit-learn classifier training trainyard's zoo model (defined lazily: sklearn import)."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class TrainyardClassifier(ClassifierMixin, BaseEstimator):
+        """trainyard's MLP as a scikit-learn classifier; keeps the weights of the best epoch on
+        (X_val, y_val), like ``trainyard fit`` does."""
+
+        def __init__(self, n_classes=10, model="mlp", epochs=30, batch_size=64, seed=0, X_val=None, y_val=None):
+            self.n_classes, self.model, self.epochs, self.batch_size = n_classes, model, epochs, batch_size
+            self.seed, self.X_val, self.y_val = seed, X_val, y_val
+
+        def fit(self, X, y, sample_weight=None):
+            import copy
+
+            import torch
+
+            from trainyard.models import build_model
+            from trainyard.train import Callback, TrainConfig, Trainer, default_callbacks
+
+            class KeepBest(Callback):
+                order = 95
+
+                def __init__(self):
+                    self.best, self.weights = -1.0, None
+
+                def after_epoch(self, state, control):
+                    score = state.metrics.get("val_acc", state.metrics.get("train_acc", 0.0))
+                    if score > self.best:
+                        self.best, self.weights = score, copy.deepcopy(state.model.state_dict())
+
+            X, y = np.asarray(X, np.float32), np.asarray(y, np.int64)
+            cfg = TrainConfig(model=self.model, epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
+                              ledger=False, monitor=False, checkpoint=False)
+            torch.manual_seed(self.seed)
+            net = build_model(self.model, X.shape[1:], self.n_classes)
+            net.standardize.fit(X)
+            keep = KeepBest()
+            Trainer(net, cfg, default_callbacks(cfg) + [keep]).fit(
+                X, y, self.X_val, self.y_val, sample_weight=sample_weight)
+            if keep.weights is not None:
+                net.load_state_dict(keep.weights)
+            self.net_, self.classes_ = net.eval(), np.arange(self.n_classes)
+            return self
+
+        def predict_proba(self, X):
+            from trainyard.train.trainer import predict_proba
+
+            return predict_proba(self.net_, np.asarray(X, np.float32))
+
+        def predict(self, X):
+            return self.predict_proba(X).argmax(1)
+
+    return TrainyardClassifier
+
+
+# -- one setting --------------------------------------------------------------------------------------
+def run_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workdir: str) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    from cleanlab.classification import CleanLearning
+
+    from trainyard.data import inject_label_noise
+    from trainyard.fitting import fit
+    from trainyard.repair import repair
+
+    ds, splits, opts = dataset(name, seed, quick)
+    # the model monitor (per-layer health) is off: it costs time and no method here reads it
+    opts = {"model": "mlp", "seed": seed, "monitor": False, **opts}
+    dev = np.concatenate([splits.train, splits.val])
+    noisy_y, flipped = inject_label_noise(ds.y, rate, kind, ds.n_classes, seed=seed, idx=dev)
+    noisy = ds.with_labels(noisy_y)
+    tag = f"{name}-{kind}-{rate}-s{seed}"
+    y_test = ds.y[splits.test]
+
+    t0 = time.perf_counter()
+    res = repair(noisy, splits=splits, out=Path(workdir) / tag, policy="auto", rounds=2, **opts)
+    t_repair = time.perf_counter() - t0
+    rep = res.report
+    s0 = res.diagnosis.samples
+    train_rows = s0["split"].to_numpy() == "train" if "split" in s0 else np.arange(len(s0)) < len(splits.train)
+    flags = s0["label_issue"].to_numpy(bool)[train_rows]
+    truly = flipped[splits.train]  # diagnosis rows: training rows first, in split order
+    precision = float(truly[flags].mean()) if flags.any() else None
+    recall = float(flags[truly].mean()) if truly.any() else None
+
+    Clf = trainyard_classifier()
+    clf = Clf(n_classes=ds.n_classes, model="mlp", epochs=opts["epochs"], batch_size=opts.get("batch_size", 64),
+              seed=seed, X_val=ds.X[splits.val], y_val=noisy_y[splits.val])
+    t0 = time.perf_counter()
+    cl = CleanLearning(clf=clf, seed=seed, cv_n_folds=5)
+    cl.fit(ds.X[splits.train], noisy_y[splits.train])
+    t_cleanlab = time.perf_counter() - t0
+    acc_cleanlab = float((cl.predict(ds.X[splits.test]) == y_test).mean())
+
+    oracle = fit(ds, splits=splits, out=Path(workdir) / f"{tag}-oracle", write_report=False, **opts)
+    acc_noisy, acc_rep, acc_oracle = rep["accuracy_before"], rep["accuracy_after"], oracle.test_metrics["acc"]
+    gap = acc_oracle - acc_noisy
+
+    def recovered(acc):
+        return (acc - acc_noisy) / gap if gap > 1e-9 else None
+
+    return {"data": name, "noise": kind, "rate": rate, "seed": seed, "n_train": len(splits.train),
+            "n_val": len(splits.val), "n_test": len(splits.test), "options": opts,
+            "noisy": acc_noisy, "repaired": acc_rep, "cleanlab": acc_cleanlab, "oracle": acc_oracle,
+            "gap_recovered": recovered(acc_rep), "gap_recovered_cleanlab": recovered(acc_cleanlab),
+            "policy": rep["policy"], "selected_round": rep["selected_round"],
+            "relabelled": rep["relabelled"], "dropped": rep["dropped"],
+            "flag_precision": precision, "flag_recall": recall,
+            "cleanlab_issues": int(cl.label_issues_df["is_label_issue"].sum()),
+            "rounds": [{k: r.get(k) for k in ("round", "relabelled", "dropped", "val_acc", "val_acc_corrected",
+                                              "test_acc")} for r in rep["rounds"]],
+            "seconds_repair": t_repair, "seconds_cleanlab": t_cleanlab, "time_ratio_repair_over_cleanlab":
+                t_repair / t_cleanlab}
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    out = []
+    keys = sorted({(r["data"], r["noise"], r["rate"]) for r in rows}, key=lambda k: (k[0], k[2], k[1]))
+    for d, kind, rate in keys:
+        rs = [r for r in rows if (r["data"], r["noise"], r["rate"]) == (d, kind, rate)]
+        s = {"data": d, "noise": kind, "rate": rate, "seeds": [r["seed"] for r in rs]}
+        for k in ("noisy", "repaired", "cleanlab", "oracle", "gap_recovered", "gap_recovered_cleanlab",
+                  "flag_precision", "flag_recall", "time_ratio_repair_over_cleanlab"):
+            s[k] = mean_std([r[k] for r in rs])
+        g, gc = s["gap_recovered"]["mean"], s["gap_recovered_cleanlab"]["mean"]
+        s["meets_target"] = g is not None and g >= TARGET_GAP[rate]
+        s["beats_cleanlab"] = g is not None and gc is not None and g > gc
+        out.append(s)
+    return out
+
+
+def table(summary: list[dict]) -> str:
+    head = (f"{'data':<10}{'noise':<19}{'noisy':>15}{'repaired':>15}{'cleanlab':>15}{'oracle':>15}"
+            f"{'gap rec.':>15}{'gap rec. CL':>15}  target  >CL")
+    lines = [head, "-" * len(head)]
+    for s in summary:
+        lines.append(f"{s['data']:<10}{s['noise'][:13] + ' ' + format(s['rate'], '.0%'):<19}"
+                     + "".join(f"{fmt(s[k]):>15}" for k in ("noisy", "repaired", "cleanlab", "oracle",
+                                                             "gap_recovered", "gap_recovered_cleanlab"))
+                     + f"  {'yes' if s['meets_target'] else 'NO':<6}  {'yes' if s['beats_cleanlab'] else 'NO'}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="1 seed, smaller sets, fewer epochs (minutes)")
+    p.add_argument("--datasets", default="digits,synthetic,fashion")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)")
+    p.add_argument("--noise", default=None, help="comma list of kind:rate, e.g. symmetric:0.4")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="settings run in parallel")
+    p.add_argument("--out", default=None, help="result name under benchmarks/results (default repair)")
+    p.add_argument("--keep", action="store_true", help="keep the run folders (printed) instead of deleting them")
+    a = p.parse_args(argv)
+    names = [d.strip() for d in a.datasets.split(",") if d.strip()]
+    seeds = range(a.seeds if a.seeds is not None else (1 if a.quick else 3))
+    noises = NOISES if not a.noise else [(k, float(r)) for k, r in (x.split(":") for x in a.noise.split(","))]
+    tasks = [(n, k, r, s) for n in names for (k, r) in noises for s in seeds]
+    workdir = tempfile.mkdtemp(prefix="trainyard-bench-repair-")
+    if a.keep:
+        print(f"run folders: {workdir}")
+    t0 = time.time()
+    rows: list[dict] = []
+    name = a.out or ("repair_quick" if a.quick else "repair")
+
+    def save(final: bool) -> None:
+        write_result(name, {"benchmark": "B2 repair gain", "machine": machine(), "quick": a.quick, "jobs": a.jobs,
+                            "protocol": __doc__, "complete": final, "seconds": time.time() - t0,
+                            "summary": summarise(rows), "runs": rows})
+
+    try:
+        with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+            futures = {pool.submit(run_setting, *t, a.quick, workdir): t for t in tasks}
+            for f in futures:
+                r = f.result()
+                rows.append(r)
+                print(f"{r['data']:<10}{r['noise']:<18}{r['rate']:<5} seed {r['seed']}: noisy {r['noisy']:.4f}  "
+                      f"repaired {r['repaired']:.4f}  cleanlab {r['cleanlab']:.4f}  oracle {r['oracle']:.4f}  "
+                      f"({r['policy']}, round {r['selected_round']}; {r['seconds_repair']:.0f}s vs cleanlab "
+                      f"{r['seconds_cleanlab']:.0f}s)", flush=True)
+                save(False)
+    finally:
+        if not a.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    save(True)
+    print()
+    print(table(summarise(rows)))
+    print(f"\n{len(rows)} settings in {time.time() - t0:.0f}s with {a.jobs} job(s); "
+          f"results: benchmarks/results/{name}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""Wrong labels, read from the ledger of one training run.
+
+Why it works: a network learns the pattern shared by most samples of a class before it memorises the
+samples that contradict it. Until it memorises them, its prediction for a wrongly labelled training
+sample is in effect out-of-sample, and the margin of the given label (its logit minus the largest other
+logit) is negative. Once memorisation starts, the margins of wrong labels turn positive and the signal
+fades (on sklearn digits with a CNN, the average precision of the per-epoch margin falls from 0.98 at
+epoch 2 to 0.45 at epoch 30). So the detector:
+
+1. finds the **memorisation window**: the epochs before held-out accuracy starts to fall, or before
+   training accuracy against the given labels passes held-out accuracy (``memorisation_window``);
+2. scores each training row by its **area under the margin** (AUM, Pleiss et al. 2020) over that window;
+   held-out rows get the same mean margin from their eval-mode (truly out-of-sample) predictions;
+3. flags a row when its AUM is negative (before memorising, the model believes another class more than
+   the given one), unless the given label and another class are tied within the noise of the window
+   (``tied_with_given``: those rows are ambiguous, not wrong). No threshold to tune.
+
+``label_score`` is a logistic map of the AUM centred on zero (``label_score >= 0.5`` is exactly
+``label_issue``); the confident joint (Northcutt et al. 2021) of the window's mean probabilities gives
+an independent estimate of the noise rate for the summary.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .registry import register
+
+NEAR_TIE = 0.8  # two classes within 20% of each other's probability are a tie, not a preference
+MIN_WINDOW = 3  # epochs; fewer is too noisy (the first epoch's forward passes come from a model still learning)
+
+
+@dataclass
+class Window:
+    """The epochs ``[start, stop)`` whose predictions are out-of-sample in effect, and why."""
+
+    start: int
+    stop: int
+    n_epochs: int
+    reason: str
+    train_acc: np.ndarray
+    heldout_acc: np.ndarray | None
+
+
+def memorisation_window(ledger: Any, y: np.ndarray) -> Window:
+    """Epochs before memorisation sets in (see the module docstring).
+
+    Memorising wrong labels shows in the held-out rows: their accuracy falls below its best so far (the
+    model bends itself around the wrong labels), or the training rows' accuracy against their own
+    labels passes the best held-out accuracy (the model fits seen rows better than unseen ones). The
+    window stops at the first epoch where either happens by more than two standard errors of the
+    held-out accuracy. It always keeps at least ``MIN_WINDOW`` epochs. Falls back to the first half of
+    the epochs when no held-out predictions were recorded."""
+    y = np.asarray(y)
+    e_total = int(ledger.margin.shape[0])
+    y_train = y[np.asarray(ledger.train_idx)]
+    train_acc = np.array([np.mean(np.asarray(ledger.pred[e]) == y_train) for e in range(e_total)])
+    held = getattr(ledger, "heldout_probs", None)
+    held_idx = np.asarray(getattr(ledger, "heldout_idx", np.zeros(0, np.int64)))
+    start = 1 if e_total > MIN_WINDOW else 0  # epoch 0's forward passes mostly show an untrained model
+    if held is None or len(held_idx) == 0:
+        stop = max(min(e_total, start + MIN_WINDOW), e_total // 2)
+        return Window(start, stop, e_total, "no held-out rows: first half of the epochs", train_acc, None)
+    y_held = y[held_idx]
+    m = len(held_idx)
+    heldout_acc = np.array([np.mean(np.asarray(held[e]).argmax(1) == y_held) for e in range(e_total)])
+    best = np.maximum.accumulate(heldout_acc)
+    tolerance = 2 * np.sqrt(np.maximum(best * (1 - best), 1 / m) / m)  # two standard errors
+    hurt = heldout_acc < best - tolerance  # fitting the training rows now costs held-out accuracy
+    ahead = train_acc > best + tolerance  # the training rows are fitted better than unseen rows
+    late = np.flatnonzero((hurt | ahead) & (np.arange(e_total) > start))
+    stop = int(late[0]) if len(late) else e_total
+    reason = ("no memorisation seen: all epochs" if not len(late) else
+              f"held-out accuracy falls at epoch {stop}" if hurt[stop] else
+              f"training accuracy passes held-out accuracy at epoch {stop}")
+    stop = min(e_total, max(stop, start + MIN_WINDOW))
+    return Window(start, stop, e_total, reason, train_acc, heldout_acc)
+
+
+def _mean_over(arr: Any, window: Window, dtype=np.float32) -> np.ndarray:
+    """Mean over the window's epochs, one epoch at a time (the ledger may be a memory map)."""
+    acc = np.zeros(arr.shape[1:], dtype=np.float64)
+    for e in range(window.start, window.stop):
+        acc += np.asarray(arr[e], dtype=np.float64)
+    return (acc / max(window.stop - window.start, 1)).astype(dtype)
+
+
+def _log_margin(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """log p[given] - max_{j != given} log p[j] (equal to the logit margin)."""
+    logp = np.log(np.clip(probs, 1e-12, None))
+    rows = np.arange(len(y))
+    given = logp[rows, y].copy()
+    logp[rows, y] = -np.inf
+    return given - logp.max(1)
+
+
+def confident_joint_counts(probs: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Calibrated confident joint: estimated number of rows per (given label, true label) pair.
+
+    A row counts toward (i, j) when its probability of class j reaches the mean probability of j among
+    rows labelled j (the class's own threshold), taking the largest such j; each row of the matrix is
+    then rescaled to the number of rows given label i (Northcutt et al., Confident Learning, 2021)."""
+    y = np.asarray(y)
+    counts_given = np.bincount(y, minlength=n_classes).astype(np.float64)
+    thresholds = np.array([probs[y == j, j].mean() if counts_given[j] else 1.0 for j in range(n_classes)])
+    confident = probs >= thresholds[None, :] - 1e-12
+    masked = np.where(confident, probs, -1.0)
+    true_j = masked.argmax(1)
+    has = confident.any(1)
+    cj = np.zeros((n_classes, n_classes), dtype=np.float64)
+    np.add.at(cj, (y[has], true_j[has]), 1.0)
+    row = cj.sum(1, keepdims=True)
+    cj = np.where(row > 0, cj / np.maximum(row, 1) * counts_given[:, None], 0.0)
+    # a class never confidently seen keeps all its rows as correct
+    empty = row[:, 0] == 0
+    cj[empty, empty] = counts_given[empty]
+    return cj
+
+
+def _best_other(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    p = probs.copy()
+    p[np.arange(len(y)), y] = -1.0
+    return p.argmax(1)
+
+
+def _logistic_score(aum: np.ndarray, threshold: float, scale: float) -> np.ndarray:
+    z = np.clip((threshold - aum) / max(scale, 1e-6), -50, 50)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _rows_stats(probs_seq: Any, y: np.ndarray, n_epochs: int):
+    """Confidence / variability of the given label over all epochs (data maps) and forgetting events."""
+    rows = np.arange(len(y))
+    s1 = np.zeros(len(y)); s2 = np.zeros(len(y))
+    forget = np.zeros(len(y), dtype=np.int64)
+    prev = None
+    for e in range(n_epochs):
+        p = np.asarray(probs_seq[e], dtype=np.float32)
+        pg = p[rows, y].astype(np.float64)
+        s1 += pg; s2 += pg * pg
+        correct = p.argmax(1) == y
+        if prev is not None:
+            forget += prev & ~correct
+        prev = correct
+    conf = s1 / n_epochs
+    var = np.sqrt(np.maximum(s2 / n_epochs - conf * conf, 0.0))
+    return conf, var, forget
+
+
+@dataclass
+class Evidence:
+    """Per-row evidence over the memorisation window, for one group of rows (training or held-out)."""
+
+    rows: np.ndarray  # dataset row numbers
+    y: np.ndarray  # their given labels
+    aum: np.ndarray  # mean margin of the given label over the window (logit units)
+    margin_std: np.ndarray  # its spread over the window's epochs
+    mean_probs: np.ndarray  # (rows, K) mean probabilities over the window, normalised
+    n_epochs: int = 1  # epochs in the window
+
+
+def window_evidence(ledger: Any, y: np.ndarray, n_classes: int, window: Window | None = None
+                    ) -> tuple[Window, Evidence, Evidence | None]:
+    """The memorisation window and the evidence of the training rows and held-out rows over it."""
+    y = np.asarray(y, dtype=np.int64)
+    window = window or memorisation_window(ledger, y)
+    train_idx = np.asarray(ledger.train_idx, dtype=np.int64)
+    y_train = y[train_idx]
+    epochs = range(window.start, window.stop)
+    margins = np.stack([np.asarray(ledger.margin[e], dtype=np.float32) for e in epochs])
+    probs = getattr(ledger, "probs", None)
+    if probs is not None:
+        mean_p = _mean_over(probs, window)
+    else:  # no probability vectors kept: a vote of the predictions stands in
+        mean_p = np.zeros((len(train_idx), n_classes), dtype=np.float32)
+        for e in epochs:
+            mean_p[np.arange(len(train_idx)), np.asarray(ledger.pred[e], dtype=np.int64)] += 1.0
+    mean_p /= np.maximum(mean_p.sum(1, keepdims=True), 1e-12)
+    train = Evidence(train_idx, y_train, margins.mean(0), margins.std(0), mean_p, len(epochs))
+    held = getattr(ledger, "heldout_probs", None)
+    held_idx = np.asarray(getattr(ledger, "heldout_idx", np.zeros(0, np.int64)), dtype=np.int64)
+    if held is None or len(held_idx) == 0:
+        return window, train, None
+    y_held = y[held_idx]
+    h_margins = np.stack([_log_margin(np.asarray(held[e], dtype=np.float32), y_held) for e in epochs])
+    h_p = _mean_over(held, window)
+    h_p /= np.maximum(h_p.sum(1, keepdims=True), 1e-12)
+    return window, train, Evidence(held_idx, y_held, h_margins.mean(0), h_margins.std(0), h_p, len(epochs))
+
+
+def tied_with_given(ev: Evidence) -> np.ndarray:
+    """Rows whose given label and the most likely other class are close to a tie over the window: the
+    smaller of their mean probabilities is within ``NEAR_TIE`` of the larger, or at least half of it
+    while the mean margin stays within one standard error of zero over the window's epochs. These are
+    ambiguous rather than wrong."""
+    rows = np.arange(len(ev.y))
+    p_given = ev.mean_probs[rows, ev.y]
+    p_other = ev.mean_probs[rows, _best_other(ev.mean_probs, ev.y)]
+    ratio = np.minimum(p_given, p_other) / np.maximum(np.maximum(p_given, p_other), 1e-12)
+    unresolved = np.abs(ev.aum) <= ev.margin_std / np.sqrt(max(ev.n_epochs, 1))
+    return (ratio >= NEAR_TIE) | (unresolved & (ratio >= 0.5))
+
+
+def _flag(ev: Evidence) -> np.ndarray:
+    """A label is wrong when, before memorisation, the model on average prefers another class (negative
+    area under the margin), unless the row is a near tie (then it is ambiguous)."""
+    return (ev.aum < 0) & ~tied_with_given(ev)
+
+
+def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Score every row of the dataset for a wrong label, from a run's ledger.
+
+    Args:
+        ledger: a :class:`trainyard.monitor.LedgerArrays` (``read_ledger(run_dir)``).
+        y: the labels of the whole dataset as trained on (int codes).
+        n_classes: K (default: from the ledger's probabilities, else ``max(y) + 1``).
+
+    Returns:
+        ``(table, summary)``: one row per dataset row (index = row number) with ``label_score`` (0-1),
+        ``label_issue`` (bool), ``suggested_label`` (int code, the class the model believes) and the
+        evidence columns ``aum``, ``oos_self_confidence``, ``early_error``, ``confidence``,
+        ``variability``, ``forgetting``, ``split`` ("train", "heldout" or "" if never seen);
+        ``summary`` holds the estimated noise rate, the threshold, the epoch window and the method.
+        The summary is also in ``table.attrs["summary"]``.
+
+    Example:
+        >>> table, summary = label_issues(read_ledger("runs/x"), dataset.y)   # doctest: +SKIP
+        >>> table[table.label_issue].sort_values("label_score", ascending=False).head()   # doctest: +SKIP
+    """
+    y = np.asarray(y, dtype=np.int64)
+    _check(ledger, y)
+    probs = getattr(ledger, "probs", None)
+    if n_classes is None:
+        n_classes = int(probs.shape[2]) if probs is not None else int(y.max()) + 1
+    k = int(n_classes)
+    window, train, held = window_evidence(ledger, y, k)
+    # one logistic scale for all rows: the typical spread of the training rows' AUM
+    scale = float(np.median(np.abs(train.aum - np.median(train.aum)))) or 1.0
+    n = len(y)
+    out = pd.DataFrame({
+        "label_score": np.full(n, np.nan), "label_issue": np.zeros(n, bool), "suggested_label": y.copy(),
+        "aum": np.full(n, np.nan), "oos_self_confidence": np.full(n, np.nan), "early_error": np.full(n, np.nan),
+        "confidence": np.full(n, np.nan), "variability": np.full(n, np.nan), "forgetting": np.zeros(n, np.int64),
+        "split": np.full(n, "", dtype=object)})
+    summary: dict[str, Any] = {
+        "method": "area under the margin over the epochs before memorisation; flagged when negative",
+        "threshold_aum": 0.0,
+        "window": {"start": window.start, "stop": window.stop, "epochs": window.n_epochs, "reason": window.reason},
+    }
+    groups = [("train", train, probs if probs is not None else None)]
+    if held is not None:
+        groups.append(("heldout", held, ledger.heldout_probs))
+    for name, ev, seq in groups:
+        flag = _flag(ev)
+        score = _logistic_score(ev.aum, 0.0, scale)
+        score[~flag] = np.minimum(score[~flag], 0.499)  # near ties stay under the line: ambiguous, not wrong
+        rows = np.arange(len(ev.y))
+        argmax = ev.mean_probs.argmax(1)
+        suggested = np.where(flag & (argmax == ev.y), _best_other(ev.mean_probs, ev.y), argmax)
+        onehot = np.zeros_like(ev.mean_probs)
+        onehot[rows, ev.y] = 1.0
+        if seq is not None:
+            conf, var, forget = _rows_stats(seq, ev.y, window.n_epochs)
+        else:
+            pg = np.asarray(ledger.p_given, dtype=np.float32)
+            conf, var, forget = pg.mean(0), pg.std(0), _forgetting(ledger.pred, ev.y)
+        _fill(out, ev.rows, name, score, flag, suggested, ev.aum, ev.mean_probs[rows, ev.y],
+              np.linalg.norm(ev.mean_probs - onehot, axis=1), conf, var, forget)
+        cj = confident_joint_counts(ev.mean_probs, ev.y, k)
+        summary[f"n_flagged_{name}"] = int(flag.sum())
+        summary[f"flagged_rate_{name}"] = round(float(flag.mean()), 4)
+        summary[f"estimated_noise_rate_{name}"] = round(float(1 - np.trace(cj) / max(cj.sum(), 1)), 4)
+    summary["estimated_noise_rate"] = summary["estimated_noise_rate_train"]
+    out.attrs["summary"] = summary
+    return out, summary
+
+
+def _check(ledger: Any, y: np.ndarray) -> None:
+    from ..errors import RunError
+
+    if getattr(ledger, "margin", None) is None or np.asarray(ledger.margin).shape[0] == 0:
+        raise RunError("the ledger has no finished epoch: train at least one epoch with the ledger on")
+    rows = np.asarray(ledger.train_idx)
+    if len(rows) and rows.max() >= len(y):
+        raise RunError(f"the ledger names dataset row {int(rows.max())} but the labels have {len(y)} rows: "
+                       "pass the labels of the dataset the run trained on")
+
+
+def _forgetting(pred: Any, y: np.ndarray) -> np.ndarray:
+    forget = np.zeros(len(y), dtype=np.int64)
+    prev = None
+    for e in range(pred.shape[0]):
+        correct = np.asarray(pred[e]) == y
+        if prev is not None:
+            forget += prev & ~correct
+        prev = correct
+    return forget
+
+
+def _fill(out: pd.DataFrame, idx: np.ndarray, split: str, score, flag, suggested, aum, self_conf, early_error,
+          conf, var, forget) -> None:
+    out.loc[idx, "label_score"] = score
+    out.loc[idx, "label_issue"] = flag
+    out.loc[idx, "suggested_label"] = suggested
+    out.loc[idx, "aum"] = aum
+    out.loc[idx, "oos_self_confidence"] = self_conf
+    out.loc[idx, "early_error"] = early_error
+    out.loc[idx, "confidence"] = conf
+    out.loc[idx, "variability"] = var
+    out.loc[idx, "forgetting"] = forget
+    out.loc[idx, "split"] = split
+
+
+register("labels", score="label_score", flag="label_issue")(label_issues)

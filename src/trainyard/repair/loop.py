@@ -1,0 +1,485 @@
+"""The repair loop: train a baseline, diagnose it, repair the training data, retrain; repeat while the
+validation score improves; then, once, measure the baseline and the chosen round on the test split.
+
+Who may change what:
+
+* Only training rows are edited by a policy. Validation rows are judged (the diagnosis covers them
+  with out-of-sample predictions) but keep their given labels: the rounds are compared on them, and
+  relabelling them with the model's own suggestions would grade each model against its own beliefs,
+  favouring whatever the diagnosing model thinks. Instead the comparison corrects the plain validation
+  accuracy for the label noise the baseline diagnosis estimates (``evidence.corrected_accuracy``); a
+  reviewer's decisions, being the user's own labels, do apply to validation rows.
+* Test rows are held out of every round (no training, no diagnosis, no selection): the rounds' runs
+  contain only training and validation rows. The test labels are read in one place,
+  ``_final_evaluation``, after the chosen round is fixed.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..data.dataset import Dataset
+from ..errors import ConfigError
+from ..run import Run
+from .augment import augment
+from .auto import auto
+from .drop import drop
+from .evidence import consensus_probs, noise_transition, paired_difference, row_scores
+from .outputs import write_outputs, write_samples
+from .plan import Plan, RoundInput
+from .rebalance import rebalance
+from .relabel import relabel
+from .reweight import reweight
+
+POLICIES: dict[str, Callable[[RoundInput], Plan]] = {
+    "auto": auto, "relabel": relabel, "drop": drop, "reweight": reweight, "rebalance": rebalance, "augment": augment}
+
+
+@dataclass
+class RepairResult:
+    """What ``repair`` returns."""
+
+    report: dict  # the content of repair.json
+    out: Path  # the output folder
+    diagnosis: Any  # the Diagnosis of the baseline (round 0)
+    model: Any  # the model of the chosen round (the baseline's if no round beat it)
+    dataset: Dataset | None = None  # the repaired data: every row not quarantined, corrected labels
+    fits: list = field(default_factory=list)  # FitResult of each round, round 0 first
+
+
+@dataclass
+class _State:
+    """The development rows' labels and membership before/after a round."""
+
+    labels: np.ndarray
+    in_train: np.ndarray
+    weights: np.ndarray | None = None
+
+
+def repair(data: Dataset | str, target: str | None = None, text: str | None = None, test: str | None = None,
+           out: str | Path | None = None, config: Any = None, split: Sequence[float] = (0.7, 0.2, 0.1),
+           policy: str = "auto", rounds: int = 2, reviewed: str | Path | None = None, quiet: bool = True,
+           splits: Any = None, **train_overrides: Any) -> RepairResult:
+    """Diagnose, repair the training labels, retrain, and measure the gain on held-out data.
+
+    Args:
+        data: a path, built-in name or Dataset (like ``fit``); ``target``/``text``/``test``/``split`` too.
+        out: output folder: ``repair.json``, ``repaired.csv``, ``quarantine.csv``, ``report.html`` and one
+            run folder per round (``round0`` = the baseline on the given labels).
+        policy: ``auto`` (relabel clear cases, quarantine ambiguous ones and outliers, rebalance/augment
+            when called for), ``relabel``, ``drop``, ``reweight``, ``rebalance`` or ``augment``.
+        rounds: at most this many diagnose-repair-retrain rounds; stops when validation stops improving.
+        reviewed: a CSV of ``id,decision`` (accept / reject / class name) applied before automatic changes.
+        splits: explicit train/val/test row indices (overrides ``split``).
+        train_overrides: training options (``epochs=20``, ``model="mlp"``, ...).
+
+    Returns:
+        RepairResult with ``report`` (repair.json), ``out``, ``diagnosis`` (baseline), ``model`` (chosen).
+
+    >>> res = repair("sklearn:digits", out="runs/fixed", epochs=20)   # doctest: +SKIP
+    >>> res.report["accuracy_after"] - res.report["accuracy_before"]  # doctest: +SKIP
+    """
+    from ..fitting import default_out, make_config, resolve_data
+
+    if policy not in POLICIES:
+        raise ConfigError(f"--policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    if int(rounds) < 1:
+        raise ConfigError(f"--rounds must be >= 1, got {rounds}")
+    cfg = make_config(config, **train_overrides)
+    ds, splits = resolve_data(data, target, text, test, split, cfg.seed, splits)
+    if len(splits.val) == 0:
+        raise ConfigError(f"{ds.source or 'data'}: repair needs a validation split to compare rounds; "
+                          "give --split with a validation share, e.g. 0.7,0.2,0.1")
+    out = Path(out) if out is not None else default_out("repair")
+    run = Run.create(out, {"train": cfg.to_dict(), "repair": {"policy": policy, "rounds": int(rounds),
+                                                               "reviewed": str(reviewed) if reviewed else None}})
+    try:
+        return _repair(run, ds, splits, cfg, policy, int(rounds), reviewed, quiet, target, test)
+    except BaseException as e:
+        run.finish("failed", error=f"{type(e).__name__}: {e}")
+        raise
+
+
+def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: int, reviewed: Any, quiet: bool,
+            target: str | None, test: Any) -> RepairResult:
+    t_start = time.time()
+    log = _Log(quiet)
+    # the development rows: training rows first, then validation rows; test rows stay outside
+    n_tr, n_va = len(splits.train), len(splits.val)
+    dev_idx = np.concatenate([splits.train, splits.val])
+    dev = ds.subset(dev_idx)  # reads the labels of these rows only
+    n_dev, k = len(dev), ds.n_classes
+    is_val = np.arange(n_dev) >= n_tr
+    run.update_meta(data={"source": ds.source, "kind": ds.kind, "n_rows": len(ds), "n_classes": k,
+                          "classes": ds.classes, "n_train": n_tr, "n_val": n_va, "n_test": len(splits.test),
+                          "target": target, "test": str(test) if test else None}, classes=ds.classes, kind=ds.kind)
+
+    state = _State(dev.y.copy(), ~is_val)
+    log(f"round 0: baseline on the given labels ({n_tr} training, {n_va} validation rows)")
+    base = _fit_round(run.path / "round0", dev, state, is_val, cfg, Plan(state.labels.copy(), np.zeros(n_dev, bool)),
+                      quiet)
+    diag0 = _diagnose(base, quiet)
+    evidence = _evidence(base, diag0, dev, n_dev, k)
+
+    exempt = np.zeros(n_dev, dtype=bool)
+    review_summary = None
+    reviewed_labels = dev.y.copy()
+    if reviewed is not None:
+        from .reviewed import apply_reviewed
+
+        labels, exempt, outcome = apply_reviewed(reviewed, dev.ids, state.labels,
+                                                 evidence["samples"]["suggested_code"].to_numpy(np.int64),
+                                                 ds.classes, ds.ids[splits.test])
+        reviewed_labels = labels
+        state = _State(labels, state.in_train.copy())
+        review_summary = outcome.to_dict()
+        review_summary["file"] = str(reviewed)
+        if outcome.skipped_test:
+            log(f"review: {len(outcome.skipped_test)} decisions on test rows were not applied (the test split "
+                "measures the repair)")
+    # the noise estimate every round's validation score is corrected with, fixed from the baseline
+    s0 = evidence["samples"]
+    flagged0 = s0["label_issue"].to_numpy(bool) & (s0["suggested_code"].to_numpy(np.int64) >= 0)
+    true_guess = np.where(flagged0, s0["suggested_code"].to_numpy(np.int64), dev.y)
+    transition = noise_transition(true_guess, dev.y, k)
+    val_labels = state.labels[is_val]  # given labels (or a reviewer's): what every round is graded on
+
+    val_rows: list[np.ndarray] = []  # each kept round's per-row corrected validation score
+
+    def score(fr) -> tuple[dict, np.ndarray]:
+        from ..train.trainer import predict_proba
+
+        pred = predict_proba(fr.model, dev.X[is_val]).argmax(1)
+        rows = row_scores(pred, val_labels, transition)
+        return {"val_acc": float((pred == val_labels).mean()),
+                "val_acc_corrected": float(np.clip(rows.mean(), 0, 1))}, rows
+
+    fits = [base]
+    states = [_State(dev.y.copy(), ~is_val)]
+    quarantine: dict[int, tuple[str, int]] = {}
+    scores0, rows0 = score(base)
+    val_rows.append(rows0)
+    records = [{"round": 0, "relabelled": 0, "dropped": 0, "reweighted": 0, **scores0,
+                "train_rows": n_tr, "flagged": int(s0["label_issue"].to_numpy(bool).sum()),
+                "best_epoch": base.state.best_epoch, "seconds": round(base.run.meta.get("seconds", 0.0), 2),
+                "notes": ["the baseline: given labels"]}]
+    log(f"round 0: val acc {records[0]['val_acc']:.4f} (noise-corrected {records[0]['val_acc_corrected']:.4f})")
+    chosen = 0
+    prev_fit, prev_evidence = base, evidence
+    variant = {}  # the auto variant chosen in round 1, used in later rounds
+    last_signature = None  # what the last kept round trained on
+    for r in range(1, rounds + 1):
+        inp = RoundInput(X=dev.X, labels=state.labels.copy(), given=dev.y, in_train=state.in_train.copy(),
+                         is_val=is_val, exempt=exempt, samples=prev_evidence["samples"],
+                         consensus=prev_evidence["consensus"], classes=ds.classes, kind=ds.kind,
+                         quarantined_probs=_quarantined_probs(prev_fit, dev, state, is_val),
+                         reliability=_reliability(prev_evidence["consensus"], is_val, val_labels, transition),
+                         history=list(prev_fit.history), model_health=_model_health(prev_fit), round=r)
+        if policy == "auto" and r == 1:
+            candidates = [("gentle", {}), ("prune", {"prune": True})]
+        else:
+            candidates = [("", variant)]
+        tried = []
+        for name, options in candidates:
+            plan = _restrict(POLICIES[policy](inp, **options), inp)
+            new = _State(plan.labels, (state.in_train & ~plan.drop) | plan.restore, plan.weights)
+            counts = {"relabelled": int(((new.labels != state.labels) & new.in_train).sum()),
+                      "dropped": int(plan.drop.sum()), "restored": int(plan.restore.sum()),
+                      "reweighted": int((np.abs(plan.weights - 1) > 1e-6).sum()) if plan.weights is not None else 0}
+            changed_data = any(counts.values()) or plan.config or plan.callbacks or plan.synthetic or (
+                r == 1 and review_summary is not None and review_summary["changed"])
+            sig = _signature(new, plan)
+            if not changed_data or sig == last_signature or any(sig == _signature(t[2], t[1]) for t in tried):
+                continue  # nothing to repair, or the same training as one already run
+            log(f"round {r}{' (' + name + ')' if name else ''}: relabelled {counts['relabelled']}, quarantined "
+                f"{counts['dropped']}, re-weighted {counts['reweighted']}; retraining")
+            path = run.path / (f"round{r}" if not tried else f"round{r}-{name}")
+            fr = _fit_round(path, dev, new, is_val, cfg, plan, quiet)
+            scores, rows = score(fr)
+            tried.append((name, plan, new, counts, fr, scores, rows, options))
+        if not tried:
+            log(f"round {r}: nothing left to repair; stopping")
+            break
+        # among candidates, the better validation score (ties to the first, gentler one)
+        name, plan, new, counts, fr, scores, rows, options = max(tried, key=lambda t: (t[6].mean(), -tried.index(t)))
+        variant = options
+        last_signature = _signature(new, plan)
+        for i in np.flatnonzero(plan.drop):
+            quarantine[int(i)] = (plan.reasons.get(int(i), "flagged"), r)
+        rec = {"round": r, **counts, **scores,
+               "train_rows": int(new.in_train.sum()) + (len(plan.synthetic[1]) if plan.synthetic else 0),
+               "synthetic_rows": len(plan.synthetic[1]) if plan.synthetic else 0,
+               "best_epoch": fr.state.best_epoch, "seconds": round(sum(t[4].run.meta.get("seconds", 0.0)
+                                                                        for t in tried), 2),
+               "config": plan.config, "augmentation": [type(c).__name__ for c in plan.callbacks],
+               "notes": plan.notes, "run": str(fr.run.path)}
+        if len(tried) > 1:
+            rec["variant"] = name
+            rec["candidates"] = [{"variant": t[0], **t[3], **t[5], "run": str(t[4].run.path)} for t in tried]
+        if r == 1 and review_summary is not None:
+            rec["reviewed"] = review_summary
+        records.append(rec)
+        fits.append(fr)
+        states.append(new)
+        val_rows.append(rows)
+        state = new
+        log(f"round {r}: val acc {rec['val_acc']:.4f} (noise-corrected {rec['val_acc_corrected']:.4f})")
+        # paired, row by row, with the round of the best score so far. A round within one standard
+        # error of it is as good as the validation split can tell: it is kept (its data is cleaner by
+        # the diagnosis' evidence) and the rounds go on; a round clearly worse stops them.
+        best = int(np.argmax([v.mean() for v in val_rows[:-1]]))
+        diff, se = paired_difference(val_rows[best], val_rows[-1])
+        rec["val_vs_best"], rec["val_vs_best_se"], rec["compared_with_round"] = diff, se, best
+        if diff < -se:
+            log(f"round {r}: validation is worse than round {best}; stopping")
+            break
+        chosen = r
+        if r < rounds:
+            rows_r = _round_rows(new, is_val)
+            diag = _diagnose_labels(fr, evidence["samples"].iloc[rows_r])
+            prev_fit, prev_evidence = fr, _evidence(fr, diag, dev, n_dev, k, rows=rows_r)
+
+    # -- the only place the test labels are read -------------------------------------------------
+    test_metrics = _final_evaluation(ds, splits, [f.model for f in fits])
+    for rec, fr, tm in zip(records, fits, test_metrics):
+        if tm:
+            rec["test_acc"] = tm["acc"]
+            rec["test_macro_f1"] = tm["macro_f1"]
+            fr.run.update_meta(test_metrics=tm, test_metrics_note="measured by repair after the rounds were chosen")
+    final = states[chosen]
+    if chosen == 0:  # no automatic change is kept; a reviewer's decisions still are
+        final = _State(np.where(exempt, reviewed_labels, dev.y), states[0].in_train)
+    kept_out = {int(i): quarantine[int(i)] for i in np.flatnonzero(~final.in_train & ~is_val)}
+    report = _report(policy, chosen, records, test_metrics, fits, kept_out, final, dev, is_val, review_summary,
+                     transition, splits, time.time() - t_start)
+    repaired = write_outputs(run, ds, splits, dev_idx, final.labels, ~(final.in_train | is_val), kept_out, exempt,
+                             evidence["samples"], target, test is not None)
+    write_samples(run, diag0.samples)
+    run.write_json("repair.json", report)
+    run.finish("finished", test_metrics=test_metrics[chosen] or {}, repair={k_: report[k_] for k_ in (
+        "policy", "selected_round", "accuracy_before", "accuracy_after")}, seconds=time.time() - t_start)
+    from ..fitting import _try_report
+
+    _try_report(run)
+    log(f"wrote {run.path}")
+    return RepairResult(report, run.path, diag0, fits[chosen].model, repaired, fits)
+
+
+# -- rounds ---------------------------------------------------------------------------------------
+def _signature(state: _State, plan: Plan) -> tuple:
+    """What a round trains on: two rounds with equal signatures train the same model."""
+    w = None if state.weights is None else np.round(state.weights, 6).tobytes()
+    return (state.labels.tobytes(), state.in_train.tobytes(), w, tuple(sorted(plan.config.items())),
+            tuple(type(c).__name__ for c in plan.callbacks),
+            None if plan.synthetic is None else len(plan.synthetic[1]))
+
+
+def _round_rows(state: _State, is_val: np.ndarray) -> np.ndarray:
+    """Development rows a round trains/validates on, in the order of its dataset: training, validation."""
+    return np.concatenate([np.flatnonzero(state.in_train), np.flatnonzero(is_val)])
+
+
+def _fit_round(path: Path, dev: Dataset, state: _State, is_val: np.ndarray, cfg: Any, plan: Plan, quiet: bool):
+    from ..data import Splits
+    from ..fitting import fit
+
+    rows = _round_rows(state, is_val)
+    n_train = int(state.in_train.sum())
+    sub = dev.subset(rows).with_labels(state.labels[rows])
+    train = np.arange(n_train)
+    weights = None if state.weights is None else np.asarray(state.weights, np.float32)[rows]
+    if plan.synthetic is not None and len(plan.synthetic[1]):
+        Xs, ys = plan.synthetic
+        sub = Dataset(np.concatenate([sub.X, Xs]), np.concatenate([sub.y, ys]), sub.classes,
+                      np.concatenate([sub.ids, [f"synthetic:{i}" for i in range(len(ys))]]), sub.kind,
+                      sub.feature_names, sub.source, dict(sub.info), sub.encoder, None)
+        train = np.concatenate([train, np.arange(len(rows), len(rows) + len(ys))])
+        if weights is not None:
+            weights = np.concatenate([weights, np.ones(len(ys), np.float32)])
+    splits = Splits(train, np.arange(n_train, len(rows)), np.zeros(0, np.int64))
+    round_cfg = cfg.replace(**plan.config) if plan.config else cfg
+    return fit(sub, splits=splits, out=path, config=round_cfg, callbacks=plan.callbacks, sample_weight=weights,
+               quiet=quiet, write_report=False)
+
+
+def _diagnose(fr, quiet: bool):
+    from ..diagnose import diagnose_run
+
+    return diagnose_run(fr.run.path, model=fr.model, dataset=fr.dataset, splits=fr.splits, quiet=quiet,
+                        write_report=False)
+
+
+def _diagnose_labels(fr, baseline: pd.DataFrame):
+    """The label detector alone, for a repair round whose only use is to drive the next round.
+
+    The other detectors look at the features, which a repair does not change, and on large data they
+    cost several times a training run; the baseline's outlier flags are carried over. The round's
+    samples.csv says so in its ``issue_source`` column.
+    """
+    from types import SimpleNamespace
+
+    from ..diagnose.labels import label_issues
+    from ..monitor import read_ledger
+    from ..run import SAMPLES_CSV
+
+    ds = fr.dataset
+    table, summary = label_issues(read_ledger(fr.run.path), ds.y, ds.n_classes)
+    classes = np.asarray(ds.classes, dtype=object)
+    n, m = len(ds), len(baseline)  # synthetic rows (SMOTE) come after the m real rows
+    outlier = np.zeros(n, bool)
+    outlier[:m] = baseline["outlier"].to_numpy(bool)
+    outlier_score = np.full(n, np.nan)
+    outlier_score[:m] = baseline["outlier_score"].to_numpy(float)
+    issue = table["label_issue"].to_numpy(bool)
+    samples = pd.DataFrame({
+        "id": ds.ids, "given_label": classes[ds.y], "label_issue": issue,
+        "label_score": table["label_score"].to_numpy(float).round(6),
+        "suggested_label": classes[table["suggested_label"].to_numpy(int)], "outlier": outlier,
+        "outlier_score": outlier_score, "duplicate_of": "", "ambiguous": False,
+        "issue": np.where(issue, "label", np.where(outlier, "outlier", "")),
+        "issue_source": "label detector of this round; outliers from round 0"})
+    fr.run.write_csv(SAMPLES_CSV, samples)
+    fr.run.update_meta(diagnosis={"labels": summary, "note": "repair round: label detector only"})
+    return SimpleNamespace(run=fr.run, samples=samples, summary={"labels": summary})
+
+
+def _evidence(fr, diag, dev: Dataset, n_dev: int, k: int, rows: np.ndarray | None = None) -> dict:
+    """The diagnosis and consensus probabilities of a round, aligned to the development rows."""
+    rows = np.arange(n_dev) if rows is None else rows
+    m = len(rows)
+    s = diag.samples.iloc[:m]
+    code_of = {c: i for i, c in enumerate(dev.classes)}
+    aligned = pd.DataFrame({"id": dev.ids, "label_issue": False, "label_score": np.nan, "suggested_code": -1,
+                            "outlier": False, "outlier_score": np.nan, "ambiguous": False, "issue": ""})
+    aligned.loc[rows, "label_issue"] = s["label_issue"].to_numpy(bool)
+    aligned.loc[rows, "label_score"] = s["label_score"].to_numpy(float)
+    aligned.loc[rows, "suggested_code"] = [code_of.get(str(v), -1) for v in s["suggested_label"]]
+    aligned.loc[rows, "outlier"] = s["outlier"].to_numpy(bool)
+    aligned.loc[rows, "outlier_score"] = s["outlier_score"].to_numpy(float)
+    aligned.loc[rows, "ambiguous"] = s["ambiguous"].to_numpy(bool)
+    aligned.loc[rows, "issue"] = s["issue"].astype(str).to_numpy()
+    aligned = aligned.astype({"label_issue": bool, "outlier": bool, "ambiguous": bool, "suggested_code": np.int64})
+    cons = np.full((n_dev, k), np.nan, dtype=np.float32)
+    window = ((getattr(diag, "summary", None) or {}).get("labels") or {}).get("window") or {}
+    cons[rows] = consensus_probs(fr.run.path, len(fr.dataset), window.get("start"), window.get("stop"))[:m]
+    return {"samples": aligned, "consensus": cons}
+
+
+def _restrict(plan: Plan, inp: RoundInput) -> Plan:
+    """Whatever a policy returns, only editable rows change (validation, reviewed and quarantined rows
+    never), except that quarantined rows may be restored to training."""
+    plan.restore = (plan.restore & inp.quarantined & ~inp.exempt) if plan.restore is not None \
+        else np.zeros(len(inp.labels), dtype=bool)
+    keep = ~(inp.editable | plan.restore)
+    plan.labels = np.where(keep, inp.labels, plan.labels).astype(np.int64)
+    plan.drop = plan.drop & inp.editable
+    plan.reasons = {i: r for i, r in plan.reasons.items() if plan.drop[i]}
+    if plan.weights is not None:
+        plan.weights = np.where(inp.editable, plan.weights, 1.0).astype(np.float32)
+    return plan
+
+
+def _reliability(consensus: np.ndarray, is_val: np.ndarray, val_labels: np.ndarray, transition: np.ndarray):
+    """The model's top-class reliability by confidence, from its out-of-sample validation predictions."""
+    from .evidence import reliability_curve
+
+    cv = consensus[is_val]
+    ok = np.isfinite(cv).all(1)
+    if not ok.any():
+        return None
+    return reliability_curve(cv[ok].max(1), cv[ok].argmax(1) == val_labels[ok], transition)
+
+
+def _quarantined_probs(fr, dev: Dataset, state: _State, is_val: np.ndarray) -> np.ndarray:
+    """Out-of-sample predictions of a round's model for the rows quarantined before it."""
+    from ..train.trainer import predict_proba
+
+    out = np.full((len(dev), dev.n_classes), np.nan, dtype=np.float32)
+    rows = np.flatnonzero(~state.in_train & ~is_val)
+    if len(rows):
+        out[rows] = predict_proba(fr.model, dev.X[rows])
+    return out
+
+
+def _model_health(fr) -> dict | None:
+    p = fr.run.file("model_health.json")
+    return fr.run.read_json("model_health.json") if p.exists() else None
+
+
+def _final_evaluation(ds: Dataset, splits: Any, models: list) -> list[dict]:
+    """Test metrics of each model. Runs once, after the chosen round is fixed: the only read of the
+    test labels in the whole repair."""
+    from ..train.metrics import classification_metrics
+    from ..train.trainer import predict_proba
+
+    if len(splits.test) == 0:
+        return [{} for _ in models]
+    X_test = ds.X[splits.test]
+    y_test = ds.y[splits.test]
+    return [classification_metrics(y_test, predict_proba(m, X_test)) for m in models]
+
+
+# -- the report -------------------------------------------------------------------------------------
+def _actions(records: list[dict]) -> list[str]:
+    """Which repairs the kept rounds actually made."""
+    used = []
+    for name, hit in (("relabel", lambda r: r.get("relabelled", 0)), ("drop", lambda r: r.get("dropped", 0)),
+                      ("reweight", lambda r: r.get("reweighted", 0)),
+                      ("rebalance", lambda r: r.get("synthetic_rows", 0) or (r.get("config") or {}).get("class_weight")),
+                      ("augment", lambda r: r.get("augmentation"))):
+        if any(hit(r) for r in records):
+            used.append(name)
+    return used
+
+
+def _report(policy, chosen, records, test_metrics, fits, quarantine, final, dev, is_val, review_summary,
+            transition, splits, seconds) -> dict:
+    before, after = test_metrics[0], test_metrics[chosen]
+    used = _actions(records[1:chosen + 1])
+    changed = (final.labels != dev.y) & ~is_val
+    if chosen == 0:
+        name = "none (no round beat the baseline on validation)"
+    else:
+        name = f"{policy}: {'+'.join(used) or 'no change'}" if policy == "auto" else policy
+    return {
+        "policy": name,
+        "policy_requested": policy,
+        "selected_round": chosen,
+        "selection": "validation accuracy on the given labels, corrected for the label noise estimated by the "
+                     "baseline diagnosis (val_acc_corrected), compared row by row with the best round so far: the "
+                     "latest round within one standard error of it is kept, and the rounds stop at the first "
+                     "round worse by more than that; the test split is not used",
+        "accuracy_before": before.get("acc"), "accuracy_after": after.get("acc"),
+        "macro_f1_before": before.get("macro_f1"), "macro_f1_after": after.get("macro_f1"),
+        "relabelled": int((changed & final.in_train).sum()),
+        "dropped": int(sum(1 for _, rd in quarantine.values() if rd <= chosen)),
+        "reweighted": records[chosen].get("reweighted", 0),
+        "rounds": records,
+        "reviewed": review_summary,
+        "estimated_noise_rate": float(1 - np.sum(np.diag(transition) * np.bincount(dev.y, minlength=len(transition)))
+                                      / len(dev.y)),
+        "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
+        "validation_labels": "given (validation rows are judged but never relabelled automatically)",
+        "test_evaluated": bool(len(splits.test)),
+        "round_dirs": [str(f.run.path) for f in fits],
+        "actions": used,
+        "seconds": round(seconds, 2),
+    }
+
+
+class _Log:
+    def __init__(self, quiet: bool):
+        self.console = None
+        if not quiet:
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+
+    def __call__(self, msg: str) -> None:
+        if self.console is not None:
+            self.console.print(f"[dim]repair[/] {msg}")

@@ -1,0 +1,82 @@
+"""The files a repair leaves for the user: ``repaired.csv`` (the clean data to take away),
+``quarantine.csv`` (every dropped row with its reason) and ``samples.csv`` (the baseline findings).
+All written atomically. Called after the final evaluation only (test rows are copied unchanged)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..data.dataset import Dataset
+from ..run import SAMPLES_CSV, Run
+
+REPAIRED_CSV = "repaired.csv"
+QUARANTINE_CSV = "quarantine.csv"
+
+
+def write_outputs(run: Run, ds: Dataset, splits: Any, dev_idx: np.ndarray, labels: np.ndarray,
+                  quarantined: np.ndarray, quarantine: dict[int, tuple[str, int]], exempt: np.ndarray,
+                  samples: pd.DataFrame, target: str | None, separate_test: bool) -> Dataset:
+    """Write repaired.csv and quarantine.csv; return the repaired Dataset (rows not quarantined).
+
+    Args:
+        dev_idx: dataset row of each development row; ``labels``/``quarantined``/``exempt`` are per
+            development row; ``quarantine`` maps a development row to (reason, round).
+        samples: the baseline findings aligned to development rows (label_score, suggested_code).
+        separate_test: the test rows came from a separate file: leave them out of repaired.csv.
+    """
+    n = len(ds)
+    classes = np.asarray(ds.classes, dtype=object)
+    label_all = ds.y.copy()
+    label_all[dev_idx] = labels
+    split = np.full(n, "test", dtype=object)
+    split[splits.train], split[splits.val] = "train", "val"
+    out_rows = np.zeros(n, dtype=bool)
+    out_rows[dev_idx[quarantined]] = True
+    reviewed = np.zeros(n, dtype=bool)
+    reviewed[dev_idx] = exempt
+    keep = ~out_rows
+    if separate_test:
+        keep[splits.test] = False
+    changed = label_all != ds.y
+
+    raw = ds.raw
+    if isinstance(raw, pd.DataFrame) and len(raw) == n and target is not None and target in raw.columns:
+        table = raw.copy()
+        table[target] = _as_column(classes[label_all], raw[target])
+        table["changed"] = changed
+        repaired = table[keep].reset_index(drop=True)
+    else:
+        repaired = pd.DataFrame({"id": ds.ids, "given_label": classes[ds.y], "label": classes[label_all],
+                                 "changed": changed, "split": split, "reviewed": reviewed})[keep]
+    run.write_csv(REPAIRED_CSV, repaired.reset_index(drop=True))
+
+    rows = sorted(quarantine)
+    code = samples["suggested_code"].to_numpy(np.int64)
+    q = pd.DataFrame({
+        "id": [ds.ids[dev_idx[i]] for i in rows],
+        "label": [classes[ds.y[dev_idx[i]]] for i in rows],
+        "suggested_label": [classes[code[i]] if code[i] >= 0 else "" for i in rows],
+        "label_score": [samples["label_score"].iloc[i] for i in rows],
+        "reason": [quarantine[i][0] for i in rows],
+        "round": [quarantine[i][1] for i in rows],
+    }, columns=["id", "label", "suggested_label", "label_score", "reason", "round"])
+    run.write_csv(QUARANTINE_CSV, q)
+    return ds.subset(np.flatnonzero(keep)).with_labels(label_all[keep])
+
+
+def write_samples(run: Run, samples: pd.DataFrame) -> None:
+    """The baseline findings, so ``trainyard report``/``review`` on the repair folder show them."""
+    run.write_csv(SAMPLES_CSV, samples)
+
+
+def _as_column(names: np.ndarray, original: pd.Series) -> pd.Series:
+    """Class names back in the column's own type where they fit (a 0/1 column stays numeric)."""
+    if pd.api.types.is_numeric_dtype(original.dtype) and not pd.api.types.is_bool_dtype(original.dtype):
+        values = pd.to_numeric(pd.Series(names), errors="coerce")
+        if values.notna().all():
+            if pd.api.types.is_integer_dtype(original.dtype) and (values == values.round()).all():
+                return values.astype(original.dtype).set_axis(original.index)
+            return values.set_axis(original.index)
+    return pd.Series(names, index=original.index, dtype=object)

@@ -1,0 +1,259 @@
+"""The repair loop and its policies (issue 5).
+
+End-to-end tests use digits as a 64-column table (1,000 rows, MLP) with 20 % symmetric flips in the
+training and validation rows; the test rows keep their true labels.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from trainyard.data import Dataset, inject_label_noise, load, make_splits
+from trainyard.errors import DataError
+from trainyard.repair import Mixup, ImageAugment, RoundInput, drop, rebalance, relabel, repair, reweight
+from trainyard.repair.evidence import corrected_accuracy, noise_transition, row_scores
+from trainyard.repair.loop import _restrict
+from trainyard.repair.reviewed import apply_reviewed
+
+OPTS = {"model": "mlp", "epochs": 20, "hidden": (128,), "monitor": False, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def noisy_digits():
+    d = load("sklearn:digits")
+    keep = np.sort(np.random.default_rng(0).choice(len(d), 1000, replace=False))
+    ds = Dataset(d.X[keep].reshape(1000, -1), d.y[keep], d.classes, np.arange(1000), "tabular")
+    splits = make_splits(ds.y, (0.5, 0.2, 0.3), seed=0)
+    labelled = np.concatenate([splits.train, splits.val])
+    noisy_y, flipped = inject_label_noise(ds.y, 0.2, "symmetric", ds.n_classes, seed=0, idx=labelled)
+    return ds, ds.with_labels(noisy_y), splits, flipped
+
+
+@pytest.fixture(scope="module")
+def fixed(noisy_digits, tmp_path_factory):
+    _, noisy, splits, _ = noisy_digits
+    return repair(noisy, splits=splits, out=tmp_path_factory.mktemp("repair") / "fixed", rounds=1, **OPTS)
+
+
+def _csv(path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+# -- end to end -----------------------------------------------------------------------------------
+def test_repair_raises_test_accuracy(fixed):
+    r = fixed.report
+    assert r["selected_round"] == 1
+    assert r["accuracy_after"] >= r["accuracy_before"] + 0.01, r
+    assert r["macro_f1_after"] > r["macro_f1_before"]
+    for name in ("repair.json", "repaired.csv", "quarantine.csv", "round0/run.json", "round1/run.json"):
+        assert (fixed.out / name).exists(), name
+
+
+def test_relabels_are_mostly_true_flips(fixed, noisy_digits):
+    truth, _, splits, flipped = noisy_digits
+    rep = _csv(fixed.out / "repaired.csv")
+    changed = rep[rep["changed"] == "True"]
+    ids = changed["id"].astype(int).to_numpy()
+    assert len(changed) >= 30
+    assert set(changed["split"]) == {"train"}  # validation and test rows are never relabelled
+    assert flipped[ids].mean() >= 0.9  # relabelled rows were truly flipped
+    assert (changed["label"].astype(int).to_numpy() == truth.y[ids]).mean() >= 0.9  # ... back to their class
+    assert fixed.report["relabelled"] == len(changed)
+
+
+def test_every_dropped_row_is_in_quarantine(fixed, noisy_digits):
+    ds, _, splits, _ = noisy_digits
+    rep, q = _csv(fixed.out / "repaired.csv"), _csv(fixed.out / "quarantine.csv")
+    missing = set(ds.ids) - set(rep["id"])  # rows the clean data set lost
+    assert len(missing) == fixed.report["dropped"] > 0
+    assert missing == set(q["id"])
+    assert (q["reason"].str.len() > 0).all() and set(q["label"]) <= set(ds.classes)
+    assert len(fixed.dataset) == len(ds) - len(missing)  # the returned repaired Dataset agrees
+
+
+def test_test_labels_are_not_read_before_the_final_evaluation(fixed, noisy_digits, tmp_path, monkeypatch):
+    """Run again with every test label replaced by one constant class. If anything before the final
+    evaluation read them (diagnosis, noise estimate, round selection), a decision or a validation
+    score would change. The final evaluation gets the true labels back, so even the test scores match."""
+    import trainyard.fitting
+    import trainyard.repair.loop as loop
+
+    _, noisy, splits, _ = noisy_digits
+    true_test = noisy.y[splits.test].copy()
+    blind = noisy.with_labels(noisy.y.copy())
+    blind.y[splits.test] = 0
+    events: list[str] = []
+    real_fit, real_final = trainyard.fitting.fit, loop._final_evaluation
+
+    def fit(*a, **k):
+        events.append("fit")
+        return real_fit(*a, **k)
+
+    def final(ds, sp, models):
+        events.append("final")
+        assert (ds.y[sp.test] == 0).all()  # nothing restored the labels earlier
+        ds.y[sp.test] = true_test
+        return real_final(ds, sp, models)
+
+    monkeypatch.setattr(trainyard.fitting, "fit", fit)
+    monkeypatch.setattr(loop, "_final_evaluation", final)
+    again = repair(blind, splits=splits, out=tmp_path / "blind", rounds=1, **OPTS)
+    assert events[-1] == "final" and events.count("final") == 1 and len(events) >= 3  # baseline, candidates
+
+    def decisions(rounds):  # everything but test scores, timings and folder names
+        def keep(d):
+            return {k: [keep(c) for c in v] if k == "candidates" else v for k, v in d.items()
+                    if not k.startswith("test_") and k not in ("seconds", "run")}
+        return [keep(r) for r in rounds]
+
+    assert decisions(again.report["rounds"]) == decisions(fixed.report["rounds"])
+    assert again.report["selected_round"] == fixed.report["selected_round"]
+    assert again.report["accuracy_after"] == fixed.report["accuracy_after"]
+    for name in ("repaired.csv", "quarantine.csv"):
+        assert _csv(again.out / name).equals(_csv(fixed.out / name)), name
+
+
+def test_reviewed_decisions_are_applied_first(fixed, noisy_digits, tmp_path):
+    ds, noisy, splits, _ = noisy_digits
+    s = fixed.diagnosis.samples
+    rep = _csv(fixed.out / "repaired.csv").set_index("id")
+    auto_changed = [i for i in rep.index if rep.loc[i, "changed"] == "True"]
+    flagged = s[s["label_issue"] & (s["split"] == "train")]["id"].astype(str).tolist()
+    rejected = auto_changed[0]  # auto relabelled it; the reviewer says the given label is right
+    accepted = next(i for i in flagged if i not in auto_changed)  # auto did not take its suggestion
+    unflagged = s[~s["label_issue"] & (s["split"] == "train")]["id"].astype(str).iloc[0]
+    val_row = s[s["split"] == "val"]["id"].astype(str).iloc[0]
+    test_row = str(ds.ids[splits.test[0]])
+    given = dict(zip(ds.ids, np.asarray(ds.classes)[noisy.y]))
+    other = lambda i: next(c for c in ds.classes if c != given[i])  # noqa: E731
+    path = tmp_path / "reviewed.csv"
+    path.write_text("id,decision\n"
+                    f"{rejected},reject\n{accepted},accept\n{unflagged},{other(unflagged)}\n"
+                    f"{val_row},{other(val_row)}\n{test_row},{other(test_row)}\n")
+    res = repair(noisy, splits=splits, out=tmp_path / "reviewed", rounds=1, reviewed=path, **OPTS)
+    out = _csv(res.out / "repaired.csv").set_index("id")
+    suggested = dict(zip(s["id"].astype(str), s["suggested_label"].astype(str)))
+    assert out.loc[rejected, "label"] == given[rejected] and out.loc[rejected, "reviewed"] == "True"
+    assert out.loc[accepted, "label"] == suggested[accepted] != given[accepted]
+    assert out.loc[unflagged, "label"] == other(unflagged)
+    assert out.loc[val_row, "label"] == other(val_row)  # a person's label applies to validation rows too
+    assert out.loc[test_row, "label"] == given[test_row]  # ... never to test rows
+    assert res.report["reviewed"]["skipped_test_rows"] == 1
+    assert res.report["reviewed"]["accepted"] == 1 and res.report["reviewed"]["rejected"] == 1
+
+
+def test_reviewed_file_errors_name_the_file_and_line(tmp_path):
+    ids, labels = np.array(["a", "b", "c"]), np.array([0, 1, 0])
+    suggested, classes = np.array([1, 0, 1]), ["x", "y"]
+    bad_id = tmp_path / "r1.csv"
+    bad_id.write_text("id,decision\na,accept\nzz,reject\n")
+    with pytest.raises(DataError, match=r"r1\.csv, line 3: unknown id 'zz'"):
+        apply_reviewed(bad_id, ids, labels, suggested, classes, np.array(["t"]))
+    bad_class = tmp_path / "r2.csv"
+    bad_class.write_text("id,decision\nb,zebra\n")
+    with pytest.raises(DataError, match=r"r2\.csv, line 2: unknown class 'zebra'"):
+        apply_reviewed(bad_class, ids, labels, suggested, classes, np.array(["t"]))
+    bad_head = tmp_path / "r3.csv"
+    bad_head.write_text("row,label\na,x\n")
+    with pytest.raises(DataError, match="r3.csv"):
+        apply_reviewed(bad_head, ids, labels, suggested, classes, np.array(["t"]))
+    ok = tmp_path / "r4.csv"
+    ok.write_text("id,decision\na,accept\nb,reject\nc,y\nt,x\n")
+    new, exempt, outcome = apply_reviewed(ok, ids, labels, suggested, classes, np.array(["t"]))
+    assert new.tolist() == [1, 1, 1] and exempt.all() and outcome.skipped_test == ["t"]
+
+
+# -- the validation yardstick ------------------------------------------------------------------------
+def test_corrected_accuracy_recovers_the_clean_accuracy():
+    """Class-conditional noise k -> k+1 at 30 %: the plain accuracy against noisy labels says 0.56,
+    the corrected one recovers the true 0.8."""
+    rng = np.random.default_rng(0)
+    n, k = 40_000, 5
+    truth = rng.integers(0, k, n)
+    pred = np.where(rng.random(n) < 0.8, truth, (truth + rng.integers(1, k, n)) % k)
+    given = np.where(rng.random(n) < 0.3, (truth + 1) % k, truth)
+    T = noise_transition(truth, given, k, prior=0)
+    assert abs(float((pred == given).mean()) - 0.8 * 0.7 - 0.2 * 0.3 / 4) < 0.01
+    assert abs(corrected_accuracy(pred, given, T) - 0.8) < 0.01
+    assert corrected_accuracy(pred, given, None) == float((pred == given).mean())
+    # symmetric noise: the correction is increasing and affine, so it ranks models like the plain score
+    sym = np.full((k, k), 0.1) + np.eye(k) * 0.5
+    better = np.where(rng.random(n) < 0.9, truth, pred)
+    assert row_scores(better, given, sym).mean() > row_scores(pred, given, sym).mean()
+
+
+# -- policies on a hand-made round ---------------------------------------------------------------------
+def _round(kind: str = "tabular") -> RoundInput:
+    """8 rows, 2 classes: rows 0-5 train, 6-7 validation. Rows 1, 2 and 6 are flagged; row 1 with a
+    clear suggestion, row 2 without one; row 3 was reviewed."""
+    n = 8
+    X = np.arange(n * 2, dtype=np.float32).reshape(n, 2) if kind == "tabular" else np.zeros((n, 1, 4, 4), np.float32)
+    labels = np.array([0, 0, 1, 1, 0, 1, 0, 1])
+    samples = pd.DataFrame({"label_issue": [False, True, True, False, False, False, True, False],
+                            "label_score": [0.1, 0.95, 0.92, 0.2, 0.1, 0.1, 0.99, 0.1],
+                            "suggested_code": [1, 1, 0, 0, 1, 0, 1, 0], "outlier": [False] * 7 + [True],
+                            "outlier_score": [0.1] * 7 + [0.9], "ambiguous": False, "issue": ""})
+    cons = np.array([[.9, .1], [.2, .8], [.38, .62], [.5, .5], [.9, .1], [.1, .9], [.1, .9], [.2, .8]], np.float32)
+    return RoundInput(X=X, labels=labels, given=labels.copy(), in_train=np.arange(n) < 6, is_val=np.arange(n) >= 6,
+                      exempt=np.arange(n) == 3, samples=samples, consensus=cons, classes=["a", "b"], kind=kind)
+
+
+def test_relabel_takes_only_clear_suggestions():
+    inp = _round()
+    plan = _restrict(relabel(inp), inp)
+    assert np.flatnonzero(plan.labels != inp.labels).tolist() == [1]  # row 2: the model gives its suggestion only 0.38
+    assert plan.labels[1] == 1 and not plan.drop.any()
+
+
+def test_drop_and_reweight_touch_only_editable_training_rows():
+    inp = _round()
+    d = _restrict(drop(inp), inp)
+    assert np.flatnonzero(d.drop).tolist() == [1, 2]  # not the flagged validation row 6, not outlier row 7 (val)
+    assert set(d.reasons) == {1, 2} and all("label_score" in r for r in d.reasons.values())
+    w = _restrict(reweight(inp), inp)
+    assert w.weights[1] == pytest.approx(0.05) and w.weights[2] == pytest.approx(0.08)
+    assert (w.weights[[0, 3, 4, 5, 6, 7]] == 1).all()
+
+
+def test_restrict_protects_validation_and_reviewed_rows():
+    inp = _round()
+    plan = relabel(inp)
+    plan.labels[:] = 1 - inp.labels  # a misbehaving policy flips everything
+    plan.drop[:] = True
+    plan = _restrict(plan, inp)
+    changed = np.flatnonzero(plan.labels != inp.labels).tolist()
+    assert changed == [0, 1, 2, 4, 5] and np.flatnonzero(plan.drop).tolist() == [0, 1, 2, 4, 5]
+
+
+def test_rebalance_smote_for_tables_class_weights_for_images():
+    inp = _round()
+    inp.labels = np.array([0, 0, 0, 0, 1, 1, 0, 1])
+    plan = rebalance(inp)
+    Xs, ys = plan.synthetic
+    assert len(ys) == 2 and (ys == 1).all() and Xs.shape == (2, 2)
+    img = _round("image")
+    assert rebalance(img).config == {"class_weight": "balanced"} and rebalance(img).synthetic is None
+
+
+def test_augment_callbacks_change_the_batch_not_its_shape():
+    from types import SimpleNamespace
+
+    from trainyard.train import Control, TrainConfig
+
+    torch.manual_seed(0)
+    xb = torch.rand(16, 1, 8, 8)
+    state = SimpleNamespace(xb=xb.clone(), yb=torch.randint(0, 3, (16,)), config=TrainConfig())
+    ImageAugment(p=1.0).before_batch(state, Control())
+    assert state.xb.shape == xb.shape and not torch.allclose(state.xb, xb)
+    mix = Mixup(alpha=1.0)
+    state.xb = torch.rand(16, 4)
+    before = state.xb.clone()
+    mix.before_batch(state, Control())
+    state.logits = torch.randn(16, 3)
+    state.loss = torch.nn.functional.cross_entropy(state.logits, state.yb)
+    plain = float(state.loss)
+    mix.after_loss(state, Control())
+    assert state.xb.shape == before.shape and not torch.allclose(state.xb, before)
+    assert float(state.loss) != plain
