@@ -1,0 +1,59 @@
+"""Render the B1 (label errors) and B2 (repair) tables of BENCHMARKS.md from the result files.
+
+    python benchmarks/tables.py            # prints markdown
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+METHODS = ("trainyard", "loss_rank", "cleanlab_lr", "cleanlab_gb", "cleanlab_model")
+
+
+def _ms(v) -> str:
+    return f"{v[0]:.3f} ± {v[1]:.3f}" if isinstance(v, list) else f"{v:.3f}"
+
+
+def label_table() -> str:
+    rows, wins, margins = [], 0, []
+    for f in sorted(RESULTS.glob("label_errors*.json")):
+        d = json.loads(f.read_text())
+        for r in d["table"]:
+            present = [m for m in METHODS if m in r]
+            f1 = {m: r[m]["f1"][0] for m in present}
+            best_cl = max((f1[m] for m in present if m.startswith("cleanlab")), default=float("nan"))
+            wins += f1.get("trainyard", 0) >= best_cl
+            margins.append(f1.get("trainyard", 0) - best_cl)
+            size = d["args"].get(f"{r['dataset']}_n") if r["dataset"] != "digits" else 1797
+            rows.append(f"| {r['dataset']} ({size}) | {r['noise']} | {r['rate']:.0%} | {len(r['seeds'])} | "
+                        + " | ".join(_ms(r[m]["f1"]) if m in r else "—" for m in METHODS)
+                        + f" | {_ms(r['trainyard']['pr_auc'])} | "
+                        + " / ".join(f"{r[m]['time_ratio'][0]:.2f}" for m in ("trainyard", "cleanlab_model") if m in r)
+                        + f" | `{f.name}` |")
+    head = ("| data (rows) | noise | rate | seeds | F1 trainyard | F1 loss rank | F1 cleanlab LR | F1 cleanlab GB | "
+            "F1 cleanlab same MLP | PR-AUC trainyard | time / one training run: trainyard / cleanlab MLP | file |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|")
+    tail = (f"\nTrainyard's F1 ≥ the best cleanlab variant on {wins} of {len(rows)} settings; mean margin over the best "
+            f"cleanlab variant {sum(margins) / max(len(margins), 1):+.3f} F1.")
+    return head + "\n" + "\n".join(rows) + tail
+
+
+def repair_table() -> str:
+    p = RESULTS / "repair.json"
+    if not p.exists():
+        return "(no results/repair.json yet)"
+    d = json.loads(p.read_text())
+    out = ["| data | noise | rate | seeds | noisy | repaired | cleanlab CleanLearning | oracle | gap recovered | "
+           "gap recovered cleanlab | flag precision / recall |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d["summary"]:
+        g = lambda k: f"{r[k]['mean']:.3f} ± {r[k]['std']:.3f}" if r.get(k) and r[k].get("mean") is not None else "—"  # noqa: E731
+        out.append(f"| {r['data']} | {r['noise']} | {r['rate']:.0%} | {len(r['seeds'])} | {g('noisy')} | {g('repaired')} | "
+                   f"{g('cleanlab')} | {g('oracle')} | {g('gap_recovered')} | {g('gap_recovered_cleanlab')} | "
+                   f"{r['flag_precision']['mean']:.2f} / {r['flag_recall']['mean']:.2f} |")
+    out.append(f"\n(`results/repair.json`, complete: {d.get('complete')})")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print("## B1\n" + label_table() + "\n\n## B2\n" + repair_table())
