@@ -52,13 +52,10 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     """Rebuild a model saved by :func:`save_model` (zoo models only: the spec must rebuild it)."""
     from ..models import from_spec
 
+    from ..train.checkpoint import safe_load
+
     path = Path(path)
-    if not path.exists():
-        raise RunError(f"{path}: model file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise RunError(f"{path}: cannot load model file safely ({str(e).splitlines()[0][:200]})") from None
+    payload = safe_load(path, "model file")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise RunError(f"{path}: not a Trainyard model file (expected format {FORMAT})")
     if payload.get("spec") is None:

@@ -8,7 +8,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError
 
 
 def _read_state_dict(source) -> Mapping[str, torch.Tensor]:
@@ -20,12 +20,9 @@ def _read_state_dict(source) -> Mapping[str, torch.Tensor]:
             from ..explain._common import load_finished_run
 
             return load_finished_run(path)[1].state_dict()
-        if not path.exists():
-            raise RunError(f"{path}: weights file not found")
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise RunError(f"{path}: cannot load weights safely ({str(e).splitlines()[0][:200]})") from None
+        from ..train.checkpoint import safe_load
+
+        sd = safe_load(path, "weights file")
     for key in ("state_dict", "model"):  # model files and checkpoints wrap the weights
         if isinstance(sd.get(key), Mapping):
             return sd[key]

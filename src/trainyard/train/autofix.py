@@ -157,17 +157,12 @@ def _resolve_config(config: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str,
     """(TrainConfig from ``config`` + the config options among ``kwargs``, the other kwargs)."""
     import dataclasses
 
-    from .config import TrainConfig, read_config_file
+    from ..fitting import make_config
+    from .config import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    if isinstance(config, TrainConfig):
-        base = config.to_dict()
-    elif isinstance(config, (str, Path)):
-        base = read_config_file(config)
-    else:
-        base = dict(config or {})
-    base.update({k: v for k, v in kwargs.items() if k in names and v is not None})
-    return TrainConfig.from_dict(base), {k: v for k, v in kwargs.items() if k not in names}
+    return (make_config(config, **{k: v for k, v in kwargs.items() if k in names}),
+            {k: v for k, v in kwargs.items() if k not in names})
 
 
 def auto_fix(fit_fn: Callable[..., Any], data: Any, config: Any = None, **fit_kwargs: Any) -> dict[str, Any]:

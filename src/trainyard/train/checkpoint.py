@@ -15,15 +15,20 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint with ``weights_only=True``: a file from someone else cannot run code."""
+def safe_load(path: str | os.PathLike, what: str = "checkpoint"):
+    """``torch.load`` with ``weights_only=True``: a file from someone else cannot run code."""
     path = Path(path)
     if not path.exists():
-        raise RunError(f"{path}: checkpoint not found")
+        raise RunError(f"{path}: {what} not found")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or unsafe pickles are refused, not executed
-        raise RunError(f"{path}: cannot load checkpoint safely ({str(e).splitlines()[0][:200]})") from None
+        raise RunError(f"{path}: cannot load {what} safely ({str(e).splitlines()[0][:200]})") from None
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a training checkpoint safely (see :func:`safe_load`)."""
+    return safe_load(path, "checkpoint")
 
 
 class Checkpoint(Callback):

@@ -116,15 +116,20 @@ def _int_tuple(v: Any, name: str) -> tuple[int, ...]:
     return out
 
 
+def read_user_text(path: Path, what: str) -> str:
+    """The UTF-8 text of a file the user named, or a ConfigError saying what is wrong with it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: {what} is not UTF-8 text") from None
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON config file into a dict of options (flags override it)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: config file is not UTF-8 text") from None
+    text = read_user_text(path, "config file")
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)

@@ -307,13 +307,10 @@ def load_space(space: str | Path | Mapping[str, Any] | None) -> tuple[dict[str, 
         return {}, True
     if isinstance(space, Mapping):
         return parse_space(space, "space")
+    from ..train.config import read_user_text
+
     path = Path(space)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: search-space file not found") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: search-space file is not UTF-8 text") from None
+    text = read_user_text(path, "search-space file")
     import yaml  # JSON is YAML too
 
     try:
