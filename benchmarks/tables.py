@@ -17,15 +17,19 @@ def _ms(v) -> str:
 
 def label_table() -> str:
     rows, wins, margins = [], 0, []
-    for f in sorted(RESULTS.glob("label_errors*.json")):
+    merged = RESULTS / "label_errors.json"  # the parts merged into one table, when present
+    files = [merged] if merged.exists() else sorted(RESULTS.glob("label_errors_*.json"))
+    for f in files:
         d = json.loads(f.read_text())
+        args = [d["args"]] if "args" in d else [m["args"] for m in d.get("merged_from", [])]
+        sizes = {ds: a.get(f"{ds}_n") for a in args for ds in a["datasets"].split(",")}
         for r in d["table"]:
             present = [m for m in METHODS if m in r]
             f1 = {m: r[m]["f1"][0] for m in present}
             best_cl = max((f1[m] for m in present if m.startswith("cleanlab")), default=float("nan"))
             wins += f1.get("trainyard", 0) >= best_cl
             margins.append(f1.get("trainyard", 0) - best_cl)
-            size = d["args"].get(f"{r['dataset']}_n") if r["dataset"] != "digits" else 1797
+            size = sizes.get(r["dataset"]) if r["dataset"] != "digits" else 1797
             rows.append(f"| {r['dataset']} ({size}) | {r['noise']} | {r['rate']:.0%} | {len(r['seeds'])} | "
                         + " | ".join(_ms(r[m]["f1"]) if m in r else "—" for m in METHODS)
                         + f" | {_ms(r['trainyard']['pr_auc'])} | "
