@@ -78,6 +78,7 @@ def main() -> None:
     for n in [int(x) for x in a.sizes.split(",")]:
         r = run_child(n, a.epochs, work)
         rows.append(r)
+        write_result("scale", {"machine": machine(), "partial": True, "epochs": a.epochs, "sizes": rows})
         print(f"n={n:>8}  wall {r['wall_s']:7.1f} s  peak {r['peak_rss_mib']:7.0f} MiB  "
               f"{r['us_per_sample']:7.1f} us/sample  label F1 {r['label_f1_all_rows']:.3f}", flush=True)
     mem = [run_child(a.memory_n, e, work) for e in (a.epochs, 3 * a.epochs)]
