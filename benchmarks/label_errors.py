@@ -20,6 +20,14 @@ Usage:
   python benchmarks/label_errors.py --quick         # digits + synthetic:10000, 20 %, seed 0
   python benchmarks/label_errors.py --datasets digits --noise symmetric --rates 0.2 --seeds 0,1,2
   python benchmarks/label_errors.py --merge a.json b.json   # runs made in parallel, into one file
+  python benchmarks/label_errors.py --datasets digits --keep-runs runs/b1 \
+      --methods trainyard,loss_rank --baselines benchmarks/results/label_errors_digits.json
+        # our method only; the cleanlab entries are copied from an earlier file for the same setting and
+        # seed (same split, same flipped rows, same folds: their inputs do not depend on our method),
+        # marked "from": that file; our training runs are kept for --rescore
+  python benchmarks/label_errors.py --rescore benchmarks/results/label_errors_digits.json
+        # re-run only the diagnosis (a pure function of the ledger) on the kept runs with the current
+        # code, keeping the measured fit and plain-fit times; marks the file "rescored"
 Writes benchmarks/results/label_errors.json (atomically, after every setting) and prints a table.
 """
 from __future__ import annotations
@@ -122,14 +130,71 @@ def cleanlab_scores(y, probs):
     return flag, 1.0 - get_label_quality_scores(y, probs)
 
 
-def one_setting(ds, name, kind, rate, seed, methods, plain_cache, tmp):
+def score_ours(ledger, y_noisy, y_true, rows, heldout, truth, k, t_fit, t_plain) -> dict:
+    """Our diagnosis of one kept or fresh run, scored against the flipped rows."""
+    from trainyard.diagnose.labels import label_issues
+
+    (table, summary), t_diag = timed(lambda: label_issues(ledger, y_noisy, k))
+    flag = table["label_issue"].to_numpy()[rows]
+    score = table["label_score"].to_numpy()[rows]
+    hit = flag & truth
+    return {**prf(flag, truth), "pr_auc": pr_auc(score, truth), "time_ratio": (t_fit + t_diag) / t_plain,
+            "fit_seconds": t_fit, "diagnose_seconds": t_diag,
+            "heldout_flag_rate": float(table["label_issue"].to_numpy()[heldout].mean()),
+            "suggested_is_true": float(np.mean(table["suggested_label"].to_numpy()[rows][hit] == y_true[rows][hit]))
+            if hit.any() else None, "summary": summary}
+
+
+def rescore(path: Path) -> int:
+    """Re-run our diagnosis on the runs kept by an earlier ``--keep-runs`` benchmark (see the docstring)."""
+    from trainyard.monitor import read_ledger
+
+    d = json.loads(path.read_text())
+    n = 0
+    for r in d["results"]:
+        ours = r["methods"].get("trainyard", {})
+        run_dir = ours.get("run_dir")
+        if not run_dir or not os.path.exists(os.path.join(run_dir, "b1_setting.npz")):
+            print(f"{r['dataset']} {r['noise']} {r['rate']} seed {r['seed']}: no kept run, left as it was")
+            continue
+        z = np.load(os.path.join(run_dir, "b1_setting.npz"))
+        ledger = read_ledger(run_dir, mmap=False)
+        new = score_ours(ledger, z["y_noisy"], z["y_true"], z["rows"], z["heldout"], z["truth"],
+                         int(z["n_classes"]), ours["fit_seconds"], r["plain_fit_seconds"])
+        new.update(test_accuracy=ours.get("test_accuracy"), run_dir=run_dir,
+                   rescored=time.strftime("%Y-%m-%d %H:%M:%S"))
+        r["methods"]["trainyard"] = new
+        n += 1
+        print(f"{r['dataset']} {r['noise']} {r['rate']} seed {r['seed']}: trainyard f1 {new['f1']:.3f} "
+              f"({new['n_flagged']} flagged, {r['n_flipped']} flipped)", flush=True)
+    d["rescored"] = {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "results": n}
+    d["table"] = aggregate(d["results"])
+    write_json(path, d)
+    print_table(d["table"])
+    return 0
+
+
+def copy_baselines(result: dict, files: list[str]) -> None:
+    """Copy the cleanlab entries of the same setting and seed from earlier result files (same split,
+    flips and folds: they are seeded and do not depend on our method), each marked with its file."""
+    for f in files:
+        for old in json.loads(Path(f).read_text())["results"]:
+            same = all(old[key] == result[key] for key in ("dataset", "noise", "rate", "seed", "n_train", "n_flipped"))
+            if not same:
+                continue
+            for m, v in old["methods"].items():
+                if m.startswith("cleanlab") and m not in result["methods"]:
+                    result["methods"][m] = {**v, "from": os.path.basename(f)}
+            return
+
+
+def one_setting(ds, name, kind, rate, seed, methods, plain_cache, tmp, keep=None):
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     from trainyard.data import inject_label_noise, kfold, make_splits
-    from trainyard.diagnose.labels import label_issues
     from trainyard.monitor import read_ledger
 
     k = ds.n_classes
@@ -148,24 +213,22 @@ def one_setting(ds, name, kind, rate, seed, methods, plain_cache, tmp):
     t_plain = plain_cache[key]
     out["plain_fit_seconds"] = t_plain
 
-    res, t_fit = timed(lambda: fit_quiet(noisy, splits, os.path.join(tmp, "ours"), seed=seed))
+    run_dir = os.path.join(keep or tmp, f"{name}{len(ds)}_{kind}_{rate}_s{seed}" if keep else "ours")
+    res, t_fit = timed(lambda: fit_quiet(noisy, splits, run_dir, seed=seed))
+    if keep:  # what --rescore needs besides the ledger
+        np.savez(os.path.join(run_dir, "b1_setting.npz"), y_noisy=y_noisy, y_true=ds.y, rows=rows,
+                 heldout=splits.heldout, truth=truth, n_classes=k)
     ledger = read_ledger(res.run.path, mmap=False)
-    (table, summary), t_diag = timed(lambda: label_issues(ledger, y_noisy, k))
-    flag = table["label_issue"].to_numpy()[rows]
-    score = table["label_score"].to_numpy()[rows]
-    heldout = splits.heldout
-    out["methods"]["trainyard"] = {
-        **prf(flag, truth), "pr_auc": pr_auc(score, truth), "time_ratio": (t_fit + t_diag) / t_plain,
-        "diagnose_seconds": t_diag, "heldout_flag_rate": float(table["label_issue"].to_numpy()[heldout].mean()),
-        "suggested_is_true": float(np.mean(table["suggested_label"].to_numpy()[rows][flag & truth]
-                                           == ds.y[rows][flag & truth])) if (flag & truth).any() else None,
-        "summary": summary, "test_accuracy": res.test_metrics.get("acc")}
+    out["methods"]["trainyard"] = score_ours(ledger, y_noisy, ds.y, rows, splits.heldout, truth, k, t_fit, t_plain)
+    out["methods"]["trainyard"]["test_accuracy"] = res.test_metrics.get("acc")
+    if keep:
+        out["methods"]["trainyard"]["run_dir"] = os.path.abspath(run_dir)
     if "loss_rank" in methods:
         loss = np.asarray(ledger.loss, dtype=np.float32).mean(0)
         top = np.zeros(len(rows), bool)
         top[np.argsort(-loss)[:int(truth.sum())]] = True
         out["methods"]["loss_rank"] = {**prf(top, truth), "pr_auc": pr_auc(loss, truth),
-                                       "time_ratio": (t_fit + t_diag) / t_plain, "threshold": "oracle count"}
+                                       "time_ratio": out["methods"]["trainyard"]["time_ratio"], "threshold": "oracle count"}
 
     folds = kfold(y_rows, 5, seed=seed)
     flat = ds.X[rows].reshape(len(rows), -1)
@@ -238,7 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="digits and synthetic:10000, 20%% noise, seed 0")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "label_errors.json"))
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="combine earlier result files into --out and print the table")
+    ap.add_argument("--keep-runs", metavar="DIR", help="keep our training runs (ledger + setting) under DIR for --rescore")
+    ap.add_argument("--baselines", nargs="+", metavar="JSON", default=[],
+                    help="copy cleanlab entries not run now from these earlier files (same setting and seed)")
+    ap.add_argument("--rescore", metavar="JSON", help="re-run our diagnosis on the runs kept for this result file")
     a = ap.parse_args(argv)
+    if a.rescore:
+        return rescore(Path(a.rescore))
     if a.merge:
         parts = [json.loads(Path(f).read_text()) for f in a.merge]
         results = [r for part in parts for r in part["results"]]
@@ -269,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
             for kind in a.noise.split(","):
                 for rate in [float(r) for r in a.rates.split(",")]:
                     with tempfile.TemporaryDirectory(prefix="ty-b1-") as tmp:
-                        r = one_setting(ds, name, kind, rate, seed, methods, plain, tmp)
+                        r = one_setting(ds, name, kind, rate, seed, methods, plain, tmp, a.keep_runs)
+                    copy_baselines(r, a.baselines)
                     results.append(r)
                     line = "  ".join(f"{m}={v['f1']:.3f}" for m, v in r["methods"].items())
                     print(f"{name} {kind} {rate} seed {seed}: {line}", flush=True)

@@ -8,7 +8,7 @@ import pytest
 
 from trainyard.data import Dataset, Splits, inject_label_noise
 from trainyard.diagnose.ambiguity import ambiguous_samples
-from trainyard.diagnose.labels import confident_joint_counts, label_issues, memorisation_window
+from trainyard.diagnose.labels import confident_joint_counts, error_threshold, label_issues, memorisation_window
 
 K = 4
 
@@ -171,3 +171,25 @@ def test_empty_ledger_is_a_run_error():
         label_issues(ledger, y, 3)
     with pytest.raises(RunError, match="labels have 10 rows"):
         ambiguous_samples(_fake_ledger([.5], [.5])[0], np.zeros(10, np.int64), 3)
+
+
+def test_error_threshold_moves_below_zero_when_confusable_rows_are_negative():
+    # an under-fit model: many clean rows slightly below zero, the wrong labels far below
+    rng = np.random.default_rng(0)
+    clean, wrong = rng.normal(1.0, 1.0, 2000), rng.normal(-3.0, 0.7, 500)
+    aum, truth = np.r_[clean, wrong], np.r_[np.zeros(2000, bool), np.ones(500, bool)]
+    t = error_threshold(aum)
+    assert t.aum < -1.0, t
+    flag = aum < t.aum
+    assert _f1(flag, truth) >= 0.95 > _f1(aum < 0, truth) + 0.1, (t, _f1(flag, truth), _f1(aum < 0, truth))
+
+
+def test_error_threshold_is_zero_when_groups_overlap_or_sit_above_zero():
+    rng = np.random.default_rng(1)
+    assert error_threshold(rng.normal(0.5, 1.0, 3000)).aum == 0.0  # one group
+    overlap = np.r_[rng.normal(-0.6, 0.9, 1200), rng.normal(0.3, 0.7, 1800)]  # groups within a spread of each other
+    assert error_threshold(overlap).aum == 0.0
+    above = np.r_[rng.normal(1.0, 0.4, 500), rng.normal(4.0, 0.4, 2000)]  # both groups prefer the given label
+    t = error_threshold(above)
+    assert t.aum == 0.0 and t.means[0] > 0, t
+    assert error_threshold(np.ones(50)).aum == 0.0 and error_threshold(np.array([-1.0, 2.0])).aum == 0.0

@@ -11,13 +11,20 @@ epoch 2 to 0.45 at epoch 30). So the detector:
    training accuracy against the given labels passes held-out accuracy (``memorisation_window``);
 2. scores each training row by its **area under the margin** (AUM, Pleiss et al. 2020) over that window;
    held-out rows get the same mean margin from their eval-mode (truly out-of-sample) predictions;
-3. flags a row when its AUM is negative (before memorising, the model believes another class more than
-   the given one), unless the given label and another class are tied within the noise of the window
-   (``tied_with_given``: those rows are ambiguous, not wrong). No threshold to tune.
+3. flags a row when its AUM is below the **error threshold** (``error_threshold``), unless the given
+   label and another class are tied within the noise of the window (``tied_with_given``: those rows
+   are ambiguous, not wrong). The threshold is zero (before memorising, the model believes another
+   class more than the given one) or lower, where the AUM of the training rows splits into two groups
+   whose boundary lies below zero: a model still under-fit in the window gives clean but confusable
+   rows a slightly negative AUM, while wrong labels sit far below zero (the model confidently believes
+   their true class). A two-component Gaussian mixture of the AUM finds that boundary (as DivideMix
+   does with losses, Li et al. 2020), used only when the two groups are clearly apart (Ashman's
+   D >= 2, the usual test of a bimodal mixture; overlapping groups put the boundary anywhere); it can
+   only make the rule stricter, never flag more than a negative AUM. No threshold to tune.
 
-``label_score`` is a logistic map of the AUM centred on zero (``label_score >= 0.5`` is exactly
-``label_issue``); the confident joint (Northcutt et al. 2021) of the window's mean probabilities gives
-an independent estimate of the noise rate for the summary.
+``label_score`` is a logistic map of the AUM centred on the threshold (``label_score >= 0.5`` is
+exactly ``label_issue``); the confident joint (Northcutt et al. 2021) of the window's mean
+probabilities gives an independent estimate of the noise rate for the summary.
 """
 from __future__ import annotations
 
@@ -204,10 +211,64 @@ def tied_with_given(ev: Evidence) -> np.ndarray:
     return (ratio >= NEAR_TIE) | (unresolved & (ratio >= 0.5))
 
 
-def _flag(ev: Evidence) -> np.ndarray:
-    """A label is wrong when, before memorisation, the model on average prefers another class (negative
-    area under the margin), unless the row is a near tie (then it is ambiguous)."""
-    return (ev.aum < 0) & ~tied_with_given(ev)
+MIXTURE_ROWS = 20_000  # rows the 1-D mixture is fitted on (a fixed random subset beyond that): cost stays flat
+SEPARATED = 2.0  # Ashman's D of two groups clearly apart (Ashman et al. 1994); below it they overlap
+
+
+@dataclass
+class Threshold:
+    """The AUM below which a row is flagged, and the two groups of the mixture that placed it."""
+
+    aum: float
+    means: tuple[float, float] = (float("nan"), float("nan"))  # low group, high group (logit units)
+    weights: tuple[float, float] = (float("nan"), float("nan"))
+    reason: str = ""
+
+
+def error_threshold(aum: np.ndarray, seed: int = 0) -> Threshold:
+    """Where the training rows' AUM splits into a wrong-label group and a correct-label group.
+
+    A two-component Gaussian mixture is fitted to the AUM (best of five starts); the threshold is the
+    point between the two group means where a row becomes more likely to belong to the low group than
+    to the high one, capped at zero. It is zero when the AUM does not split into two groups clearly
+    apart (too few rows, no spread, or Ashman's D = sqrt(2) |mean gap| / sqrt(var_low + var_high)
+    below ``SEPARATED``).
+
+    Example:
+        >>> t = error_threshold(np.r_[np.full(80, 2.0), np.full(20, -2.0)] + np.linspace(-.3, .3, 100))
+        >>> -2 < t.aum <= 0
+        True
+    """
+    from sklearn.mixture import GaussianMixture
+    from threadpoolctl import threadpool_limits
+
+    a = np.asarray(aum, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    if len(a) < 20 or np.ptp(a) <= 1e-6:
+        return Threshold(0.0, reason="too few rows or no spread: zero")
+    if len(a) > MIXTURE_ROWS:
+        a = np.random.default_rng(seed).choice(a, MIXTURE_ROWS, replace=False)
+    with threadpool_limits(1):  # a 1-D fit gains nothing from threads; on a shared machine they cost seconds
+        gm = GaussianMixture(2, n_init=5, random_state=seed).fit(a[:, None])
+    lo, hi = np.argsort(gm.means_[:, 0])
+    grid = np.linspace(gm.means_[lo, 0], gm.means_[hi, 0], 2001)
+    low_more_likely = gm.predict_proba(grid[:, None])[:, lo] >= 0.5
+    boundary = float(grid[np.argmin(low_more_likely)]) if not low_more_likely.all() else float(grid[-1])
+    means = (float(gm.means_[lo, 0]), float(gm.means_[hi, 0]))
+    weights = (float(gm.weights_[lo]), float(gm.weights_[hi]))
+    var = gm.covariances_.reshape(-1)
+    separation = float(np.sqrt(2) * (means[1] - means[0]) / np.sqrt(var[lo] + var[hi]))
+    if separation < SEPARATED:
+        return Threshold(0.0, means, weights, f"the groups overlap (Ashman's D {separation:.2f}): zero")
+    if boundary >= 0:
+        return Threshold(0.0, means, weights, f"the groups split at {boundary:.2f} >= 0: zero")
+    return Threshold(boundary, means, weights, f"the groups split at {boundary:.2f}, below zero")
+
+
+def _flag(ev: Evidence, threshold: float = 0.0) -> np.ndarray:
+    """A label is wrong when, before memorisation, the model on average prefers another class (AUM below
+    the threshold, itself at most zero), unless the row is a near tie (then it is ambiguous)."""
+    return (ev.aum < threshold) & ~tied_with_given(ev)
 
 
 def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -245,17 +306,21 @@ def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tu
         "aum": np.full(n, np.nan), "oos_self_confidence": np.full(n, np.nan), "early_error": np.full(n, np.nan),
         "confidence": np.full(n, np.nan), "variability": np.full(n, np.nan), "forgetting": np.zeros(n, np.int64),
         "split": np.full(n, "", dtype=object)})
+    threshold = error_threshold(train.aum)
     summary: dict[str, Any] = {
-        "method": "area under the margin over the epochs before memorisation; flagged when negative",
-        "threshold_aum": 0.0,
+        "method": "area under the margin over the epochs before memorisation; flagged below the error "
+                  "threshold (zero, or the lower boundary of a two-group mixture of the AUM)",
+        "threshold_aum": round(threshold.aum, 4),
+        "threshold": {"reason": threshold.reason, "group_means": [round(m, 4) for m in threshold.means],
+                      "group_weights": [round(w, 4) for w in threshold.weights]},
         "window": {"start": window.start, "stop": window.stop, "epochs": window.n_epochs, "reason": window.reason},
     }
     groups = [("train", train, probs if probs is not None else None)]
     if held is not None:
         groups.append(("heldout", held, ledger.heldout_probs))
     for name, ev, seq in groups:
-        flag = _flag(ev)
-        score = _logistic_score(ev.aum, 0.0, scale)
+        flag = _flag(ev, threshold.aum)  # held-out rows too: the same model, the same boundary
+        score = _logistic_score(ev.aum, threshold.aum, scale)
         score[~flag] = np.minimum(score[~flag], 0.499)  # near ties stay under the line: ambiguous, not wrong
         rows = np.arange(len(ev.y))
         argmax = ev.mean_probs.argmax(1)
@@ -271,6 +336,7 @@ def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tu
               np.linalg.norm(ev.mean_probs - onehot, axis=1), conf, var, forget)
         cj = confident_joint_counts(ev.mean_probs, ev.y, k)
         summary[f"n_flagged_{name}"] = int(flag.sum())
+        summary[f"n_negative_aum_{name}"] = int(_flag(ev).sum())  # what a zero threshold would flag
         summary[f"flagged_rate_{name}"] = round(float(flag.mean()), 4)
         summary[f"estimated_noise_rate_{name}"] = round(float(1 - np.trace(cj) / max(cj.sum(), 1)), 4)
     summary["estimated_noise_rate"] = summary["estimated_noise_rate_train"]
