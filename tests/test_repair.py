@@ -257,3 +257,30 @@ def test_augment_callbacks_change_the_batch_not_its_shape():
     mix.after_loss(state, Control())
     assert state.xb.shape == before.shape and not torch.allclose(state.xb, before)
     assert float(state.loss) != plain
+
+
+# -- round selection ----------------------------------------------------------------------------
+def test_a_round_is_kept_only_if_it_beats_the_best_on_validation():
+    from trainyard.repair.loop import beats
+
+    base = np.array([1, 1, 0, 0, 1, 0, 1, 0], float)
+    assert not beats(base, base.copy())  # a tie keeps the earlier round (no repair)
+    better = base.copy()
+    better[2] = 1
+    assert beats(base, better)
+    assert not beats(better, base)
+
+
+def test_repair_rounds_use_the_final_epoch_unless_validation_says_it_is_worse():
+    from trainyard.repair.loop import prefer_last
+
+    rng = np.random.default_rng(0)
+    best = (rng.random(400) < 0.8).astype(float)
+    assert prefer_last(best, best.copy())  # equal: the final epoch
+    mixed = best.copy()  # 6 rows worse, 5 better: within one standard error of the paired difference
+    mixed[np.flatnonzero(best == 1)[:6]] = 0
+    mixed[np.flatnonzero(best == 0)[:5]] = 1
+    assert prefer_last(best, mixed)
+    much = best.copy()
+    much[np.flatnonzero(best == 1)[:40]] = 0  # 40 rows worse: clearly worse
+    assert not prefer_last(best, much)

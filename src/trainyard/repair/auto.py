@@ -27,19 +27,25 @@ RESTORE_CONFIDENCE = 0.9
 DROP_SCORE = 0.9
 
 
-def auto(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE, prune: bool = False) -> Plan:
+def auto(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE, prune: bool = False,
+         relabel: bool = True) -> Plan:
     """The per-sample mix of relabel and drop, plus rebalance / augment when triggered.
 
     Args:
-        prune: quarantine every flagged row without a clear suggestion (as confident learning prunes),
-            not only those very likely mislabelled. The loop tries both in the first round and keeps
-            the one that scores better on validation: pruning wins where the noise is heavy and the
-            suggestions unreliable (class-dependent noise), the gentler plan where data is scarce.
+        prune: quarantine every flagged row without a clear suggestion, not only those very likely
+            mislabelled.
+        relabel: take clear suggestions; without it every flagged row is quarantined (confident
+            learning's pruning). Under class-dependent noise (k -> k+1) the model's mistakes run in
+            the direction of the noise, so its suggestions are wrong in a systematic way, and pruning
+            is safer.
+
+    The loop tries three variants in the first round (gentle; prune; prune without relabelling)
+    and keeps the one that scores best on validation.
     """
     plan = Plan.unchanged(inp)
     flagged = inp.flagged()
     outlier = flagged & inp.samples["outlier"].to_numpy(bool)
-    clear = clear_suggestions(inp, min_confidence) & ~outlier
+    clear = clear_suggestions(inp, min_confidence) & ~outlier & relabel
     plan.labels[clear] = inp.suggested[clear]
     score = np.nan_to_num(inp.samples["label_score"].to_numpy(float), nan=0.0)
     ambiguous = flagged & ~clear & ~outlier & ((score >= DROP_SCORE) | prune)
