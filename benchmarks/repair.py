@@ -121,7 +121,10 @@ def trainyard_classifier():
 
 
 # -- one setting --------------------------------------------------------------------------------------
-def run_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workdir: str) -> dict:
+def run_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workdir: str,
+                baseline: dict | None = None) -> dict:
+    """One setting and seed. ``baseline``: a run of the same setting, seed and options from an earlier
+    result file whose cleanlab and oracle accuracies are reused (see ``--baselines``)."""
     import torch
 
     torch.set_num_threads(1)
@@ -151,6 +154,12 @@ def run_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workd
     precision = float(truly[flags].mean()) if flags.any() else None
     recall = float(flags[truly].mean()) if truly.any() else None
 
+    if baseline is not None and all(baseline.get(k) == v for k, v in (
+            ("n_train", len(splits.train)), ("n_val", len(splits.val)), ("n_test", len(splits.test)),
+            ("options", opts))):
+        return _row(name, kind, rate, seed, splits, opts, rep, precision, recall, t_repair,
+                    baseline["cleanlab"], baseline["oracle"], baseline["cleanlab_issues"], None,
+                    {"baselines_from": baseline["from"], "seconds_cleanlab_then": baseline.get("seconds_cleanlab")})
     Clf = trainyard_classifier()
     clf = Clf(n_classes=ds.n_classes, model="mlp", epochs=opts["epochs"], batch_size=opts.get("batch_size", 64),
               seed=seed, X_val=ds.X[splits.val], y_val=noisy_y[splits.val])
@@ -161,7 +170,13 @@ def run_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workd
     acc_cleanlab = float((cl.predict(ds.X[splits.test]) == y_test).mean())
 
     oracle = fit(ds, splits=splits, out=Path(workdir) / f"{tag}-oracle", write_report=False, **opts)
-    acc_noisy, acc_rep, acc_oracle = rep["accuracy_before"], rep["accuracy_after"], oracle.test_metrics["acc"]
+    return _row(name, kind, rate, seed, splits, opts, rep, precision, recall, t_repair, acc_cleanlab,
+                oracle.test_metrics["acc"], int(cl.label_issues_df["is_label_issue"].sum()), t_cleanlab, {})
+
+
+def _row(name, kind, rate, seed, splits, opts, rep, precision, recall, t_repair, acc_cleanlab, acc_oracle,
+         cleanlab_issues, t_cleanlab, extra) -> dict:
+    acc_noisy, acc_rep = rep["accuracy_before"], rep["accuracy_after"]
     gap = acc_oracle - acc_noisy
 
     def recovered(acc):
@@ -174,11 +189,27 @@ def run_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workd
             "policy": rep["policy"], "selected_round": rep["selected_round"],
             "relabelled": rep["relabelled"], "dropped": rep["dropped"],
             "flag_precision": precision, "flag_recall": recall,
-            "cleanlab_issues": int(cl.label_issues_df["is_label_issue"].sum()),
+            "cleanlab_issues": cleanlab_issues,
             "rounds": [{k: r.get(k) for k in ("round", "relabelled", "dropped", "val_acc", "val_acc_corrected",
                                               "test_acc")} for r in rep["rounds"]],
+            "checkpoints": [r.get("checkpoint") for r in rep["rounds"]],
             "seconds_repair": t_repair, "seconds_cleanlab": t_cleanlab, "time_ratio_repair_over_cleanlab":
-                t_repair / t_cleanlab}
+                t_repair / t_cleanlab if t_cleanlab else None, **extra}
+
+
+def code_version() -> dict:
+    """The commit the figures come from, and the files that differed from it when the run started."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD"), "modified": git("status", "--porcelain", "--", "src").splitlines()}
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -218,33 +249,48 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="settings run in parallel")
     p.add_argument("--out", default=None, help="result name under benchmarks/results (default repair)")
     p.add_argument("--keep", action="store_true", help="keep the run folders (printed) instead of deleting them")
+    p.add_argument("--baselines", default=None,
+                   help="an earlier result file: reuse its cleanlab and oracle accuracies for runs of the same "
+                        "setting, seed, split sizes and options (they do not depend on the repair code and are "
+                        "deterministic for a seed); such runs are marked baselines_from and get no time ratio")
     a = p.parse_args(argv)
     names = [d.strip() for d in a.datasets.split(",") if d.strip()]
     seeds = range(a.seeds if a.seeds is not None else (1 if a.quick else 3))
     noises = NOISES if not a.noise else [(k, float(r)) for k, r in (x.split(":") for x in a.noise.split(","))]
-    tasks = [(n, k, r, s) for n in names for (k, r) in noises for s in seeds]
+    # seeds outer, settings inner: a run cut short still has every setting at its first seeds
+    tasks = [(n, k, r, s) for n in names for s in seeds for (k, r) in noises]
     workdir = tempfile.mkdtemp(prefix="trainyard-bench-repair-")
     if a.keep:
         print(f"run folders: {workdir}")
+    earlier: dict = {}
+    if a.baselines:
+        import json
+
+        for r in json.loads(Path(a.baselines).read_text()).get("runs", []):
+            if "baselines_from" not in r and r.get("cleanlab") is not None:
+                earlier[(r["data"], r["noise"], r["rate"], r["seed"])] = {**r, "from": str(a.baselines)}
+    version = code_version()
     t0 = time.time()
     rows: list[dict] = []
     name = a.out or ("repair_quick" if a.quick else "repair")
 
     def save(final: bool) -> None:
-        write_result(name, {"benchmark": "B2 repair gain", "machine": machine(), "quick": a.quick, "jobs": a.jobs,
+        write_result(name, {"benchmark": "B2 repair gain", "machine": machine(), "code": version,
+                            "quick": a.quick, "jobs": a.jobs,
                             "protocol": __doc__, "complete": final, "seconds": time.time() - t0,
                             "summary": summarise(rows), "runs": rows})
 
     try:
         with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-            futures = {pool.submit(run_setting, *t, a.quick, workdir): t for t in tasks}
+            futures = {pool.submit(run_setting, *t, a.quick, workdir, earlier.get(t)): t for t in tasks}
             for f in futures:
                 r = f.result()
                 rows.append(r)
                 print(f"{r['data']:<10}{r['noise']:<18}{r['rate']:<5} seed {r['seed']}: noisy {r['noisy']:.4f}  "
                       f"repaired {r['repaired']:.4f}  cleanlab {r['cleanlab']:.4f}  oracle {r['oracle']:.4f}  "
                       f"({r['policy']}, round {r['selected_round']}; {r['seconds_repair']:.0f}s vs cleanlab "
-                      f"{r['seconds_cleanlab']:.0f}s)", flush=True)
+                      + (f"{r['seconds_cleanlab']:.0f}s)" if r['seconds_cleanlab'] else
+                         f"from {r.get('baselines_from')})"), flush=True)
                 save(False)
     finally:
         if not a.keep:
