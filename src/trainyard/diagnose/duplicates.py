@@ -130,15 +130,12 @@ def near_links(Z: np.ndarray, threshold: float | None = None, fraction: float = 
     order = np.argsort(home, kind="stable")
     bounds = np.searchsorted(home[order], np.arange(n_blocks + 1))
     members = [order[bounds[b]:bounds[b + 1]] for b in range(n_blocks)]
-    index: list[NearestNeighbors | None] = []
     best = np.full(n, np.inf)
     pair_i, pair_j, pair_d = [], [], []
     for rows in members:
         if len(rows) == 0:
-            index.append(None)
             continue
         nn = NearestNeighbors(algorithm="brute").fit(Z[rows])
-        index.append(nn)
         dist, ind = _nn_links(nn, None, len(rows))
         best[rows] = dist[:, 0]
         pair_i.append(np.repeat(rows, dist.shape[1]))
@@ -163,9 +160,11 @@ def near_links(Z: np.ndarray, threshold: float | None = None, fraction: float = 
     cuts = np.searchsorted(eb, np.arange(n_blocks + 1))
     for b in range(n_blocks):
         q = er[cuts[b]:cuts[b + 1]]
-        if len(q) == 0 or index[b] is None:
+        if len(q) == 0 or len(members[b]) == 0:
             continue
-        dist, ind = _nn_links(index[b], Z[q], len(members[b]))
+        # refitted rather than kept from phase A: the kept indexes would hold a second copy of Z
+        nn = NearestNeighbors(algorithm="brute").fit(Z[members[b]])
+        dist, ind = _nn_links(nn, Z[q], len(members[b]))
         pair_i.append(np.repeat(q, dist.shape[1]))
         pair_j.append(members[b][ind.ravel()])
         pair_d.append(dist.ravel())
@@ -223,7 +222,7 @@ def find_duplicates(X: np.ndarray, y: np.ndarray | None = None, ids: np.ndarray 
     first = exact_groups(X)
     distinct = np.flatnonzero(first == np.arange(n))
     Z_all, notes = feature_matrix(X, standardize=standardize)
-    li, lj, info = near_links(Z_all[distinct], threshold, fraction, block_rows, max_single_block, probes, seed)
+    li, lj, info = near_links(Z_all if len(distinct) == n else Z_all[distinct], threshold, fraction, block_rows, max_single_block, probes, seed)
 
     # Groups: exact copies join their first occurrence, near links join distinct rows.
     src = np.concatenate([np.arange(n), distinct[li]])

@@ -81,7 +81,9 @@ def feature_matrix(X: np.ndarray, standardize: bool | None = None, max_dims: int
         std = Z.std(axis=0, dtype=np.float64)
         # A constant column carries no distance information; dividing by 1 keeps it at zero.
         std[std == 0] = 1.0
-        Z = ((Z - mean) / std).astype(np.float32)
+        # float32 arithmetic: one new matrix, not a float64 temporary twice its size (10^6 rows)
+        Z = Z - mean.astype(np.float32)
+        Z /= std.astype(np.float32)
     if max_dims is not None and Z.shape[1] > max_dims and len(Z) > max_dims:
         rng = np.random.default_rng(seed)
         fit_rows = rng.choice(len(Z), min(len(Z), 20_000), replace=False)

@@ -240,9 +240,15 @@ def embed(model: nn.Module, X: np.ndarray, batch_size: int = 2048) -> np.ndarray
     model.eval()
     device = next(model.parameters()).device
     Xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
-    out = [model.embed(Xt[i:i + batch_size].to(device)).float().cpu().numpy() for i in range(0, len(Xt), batch_size)]
+    out: np.ndarray | None = None
+    # filled in place: a list of batches plus np.concatenate would hold the features twice
+    for i in range(0, len(Xt), batch_size):
+        part = model.embed(Xt[i:i + batch_size].to(device)).float().cpu().numpy()
+        if out is None:
+            out = np.empty((len(Xt),) + part.shape[1:], dtype=np.float32)
+        out[i:i + len(part)] = part
     model.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    return out if out is not None else np.zeros((0, 0), np.float32)
 
 
 def default_callbacks(cfg: TrainConfig, run=None, quiet: bool = True, extra: Sequence[Callback] = (),
