@@ -19,8 +19,14 @@ def label_table() -> str:
     rows, wins, margins = [], 0, []
     merged = RESULTS / "label_errors.json"  # the parts merged into one table, when present
     files = [merged] if merged.exists() else sorted(RESULTS.glob("label_errors_*.json"))
+    n_results = n_copied = 0
+    methods_seen: set[str] = set()
     for f in files:
         d = json.loads(f.read_text())
+        for r in d.get("results", []):
+            n_results += 1
+            n_copied += any("from" in v for m, v in r["methods"].items() if m.startswith("cleanlab"))
+            methods_seen.add(r["methods"].get("trainyard", {}).get("summary", {}).get("method", "?"))
         args = [d["args"]] if "args" in d else [m["args"] for m in d.get("merged_from", [])]
         sizes = {ds: a.get(f"{ds}_n") for a in args for ds in a["datasets"].split(",")}
         for r in d["table"]:
@@ -40,6 +46,11 @@ def label_table() -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|---|")
     tail = (f"\nTrainyard's F1 ≥ the best cleanlab variant on {wins} of {len(rows)} settings; mean margin over the best "
             f"cleanlab variant {sum(margins) / max(len(margins), 1):+.3f} F1.")
+    if n_copied:
+        tail += (f" On {n_copied} of {n_results} runs (setting × seed) the cleanlab columns were measured in an earlier run "
+                 "of the same seeded split, flips and folds and copied (`--baselines`, marked `from` in the file).")
+    if len(methods_seen) > 1:
+        tail += f" The Trainyard rows mix {len(methods_seen)} versions of the method: " + "; ".join(sorted(methods_seen)) + "."
     return head + "\n" + "\n".join(rows) + tail
 
 
@@ -49,13 +60,30 @@ def repair_table() -> str:
         return "(no results/repair.json yet)"
     d = json.loads(p.read_text())
     out = ["| data | noise | rate | seeds | noisy | repaired | cleanlab CleanLearning | oracle | gap recovered | "
-           "gap recovered cleanlab | flag precision / recall |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "gap recovered cleanlab | target / > cleanlab | repair kept (seeds) | flag precision / recall |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    runs = d.get("runs", [])
     for r in d["summary"]:
         g = lambda k: f"{r[k]['mean']:.3f} ± {r[k]['std']:.3f}" if r.get(k) and r[k].get("mean") is not None else "—"  # noqa: E731
+        mine = [x for x in runs if (x["data"], x["noise"], x["rate"]) == (r["data"], r["noise"], r["rate"])]
+        kept = sum(1 for x in mine if x.get("selected_round", 0) > 0)
+        verdict = f"{'yes' if r.get('meets_target') else 'no'} / {'yes' if r.get('beats_cleanlab') else 'no'}"
         out.append(f"| {r['data']} | {r['noise']} | {r['rate']:.0%} | {len(r['seeds'])} | {g('noisy')} | {g('repaired')} | "
                    f"{g('cleanlab')} | {g('oracle')} | {g('gap_recovered')} | {g('gap_recovered_cleanlab')} | "
+                   f"{verdict} | {kept} of {len(mine)} | "
                    f"{r['flag_precision']['mean']:.2f} / {r['flag_recall']['mean']:.2f} |")
-    out.append(f"\n(`results/repair.json`, complete: {d.get('complete')})")
+    copied = sorted({x["baselines_from"] for x in runs if x.get("baselines_from")})
+    n_copied = sum(1 for x in runs if x.get("baselines_from"))
+    code = d.get("code") or {}
+    note = f"\n(`results/repair.json`, complete: {d.get('complete')}"
+    if code.get("commit"):
+        note += f", code at commit {code['commit'][:7]}"
+    note += ")"
+    if n_copied:
+        note += (f" On {n_copied} of {len(runs)} runs the cleanlab and oracle columns were measured in an earlier run of "
+                 f"the same seeded split, noise and options ({', '.join('`' + c.split('/')[-1] + '`' for c in copied)}) "
+                 "and reused; both are deterministic for a seed and do not depend on the repair code.")
+    out.append(note)
     return "\n".join(out)
 
 

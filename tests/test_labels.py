@@ -193,3 +193,18 @@ def test_error_threshold_is_zero_when_groups_overlap_or_sit_above_zero():
     t = error_threshold(above)
     assert t.aum == 0.0 and t.means[0] > 0, t
     assert error_threshold(np.ones(50)).aum == 0.0 and error_threshold(np.array([-1.0, 2.0])).aum == 0.0
+
+
+def test_ties_from_a_learned_flip_are_flagged_when_the_confident_joint_counts_them():
+    # class 0's region: 60 rows labelled 0 and 40 labelled 1 (a class-conditional flip the model has
+    # learned as a 60/40 belief), so the flipped rows are near ties; class 1's region is clear
+    from trainyard.diagnose.labels import Evidence, _flag, estimated_errors, wrong_labels
+
+    p = np.array([[0.6, 0.4]] * 100 + [[0.1, 0.9]] * 100, np.float32)
+    y = np.r_[np.zeros(60), np.ones(140)].astype(np.int64)
+    aum = np.log(p[np.arange(200), y]) - np.log(p[np.arange(200), 1 - y])
+    ev = Evidence(np.arange(200), y, aum.astype(np.float32), np.full(200, 3.0, np.float32), p, 3)
+    flipped = np.r_[np.zeros(60, bool), np.ones(40, bool), np.zeros(100, bool)]
+    assert not _flag(ev).any()  # all of them are near ties for the plain rule
+    assert estimated_errors(ev, 2) == 40
+    assert (wrong_labels(ev, 0.0, 2) == flipped).all()

@@ -4,7 +4,8 @@ A wrong label is one the model, before memorising it, consistently prefers anoth
 ambiguous row is one where the given label and a second class share the probability and the margin
 between them keeps changing sign from epoch to epoch (high variability, a second class close to the
 first). Both read the same memorisation window of the ledger (see :mod:`trainyard.diagnose.labels`),
-so a row is never both: ``label_issues`` leaves near ties to this detector.
+so a row is never both: ``label_issues`` leaves near ties to this detector, except those it flags
+when the confident joint counts more wrong labels than the clear cases (its step 4).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .labels import Evidence, _check, tied_with_given, window_evidence
+from .labels import Evidence, _check, error_threshold, tied_with_given, window_evidence, wrong_labels
 from .registry import register
 
 
@@ -51,6 +52,7 @@ def ambiguous_samples(ledger: Any, y: np.ndarray, n_classes: int | None = None) 
     if n_classes is None:
         n_classes = int(probs.shape[2]) if probs is not None else int(y.max()) + 1
     window, train, held = window_evidence(ledger, y, int(n_classes))
+    threshold = error_threshold(train.aum).aum  # the same as label_issues: ties it flags are not ambiguous
     n = len(y)
     out = pd.DataFrame({"ambiguity_score": np.full(n, np.nan), "ambiguous": np.zeros(n, bool),
                         "other_class": y.copy(), "margin_spread": np.full(n, np.nan)})
@@ -59,7 +61,7 @@ def ambiguous_samples(ledger: Any, y: np.ndarray, n_classes: int | None = None) 
         if ev is None:
             continue
         score, other = _score(ev)
-        flag = tied_with_given(ev)
+        flag = tied_with_given(ev) & ~wrong_labels(ev, threshold, int(n_classes))
         out.loc[ev.rows, "ambiguity_score"] = score
         out.loc[ev.rows, "ambiguous"] = flag
         out.loc[ev.rows, "other_class"] = other

@@ -21,6 +21,11 @@ epoch 2 to 0.45 at epoch 30). So the detector:
    does with losses, Li et al. 2020), used only when the two groups are clearly apart (Ashman's
    D >= 2, the usual test of a bimodal mixture; overlapping groups put the boundary anywhere); it can
    only make the rule stricter, never flag more than a negative AUM. No threshold to tune.
+4. near ties are not always ambiguous: class-conditional noise at a high rate (class k often labelled
+   k+1) teaches the model the flip as a split belief, so the flipped rows look tied with their given
+   label. When the confident joint of the window's mean probabilities counts more wrong labels than
+   step 3 flagged, the tied rows below the threshold are flagged too, most negative AUM first, up to
+   that count (``wrong_labels``); the rest stay ambiguous.
 
 ``label_score`` is a logistic map of the AUM centred on the threshold (``label_score >= 0.5`` is
 exactly ``label_issue``); the confident joint (Northcutt et al. 2021) of the window's mean
@@ -271,6 +276,23 @@ def _flag(ev: Evidence, threshold: float = 0.0) -> np.ndarray:
     return (ev.aum < threshold) & ~tied_with_given(ev)
 
 
+def estimated_errors(ev: Evidence, n_classes: int) -> int:
+    """Number of wrong labels the confident joint of the window's mean probabilities counts."""
+    cj = confident_joint_counts(ev.mean_probs, ev.y, n_classes)
+    return int(round(cj.sum() - np.trace(cj)))
+
+
+def wrong_labels(ev: Evidence, threshold: float, n_classes: int) -> np.ndarray:
+    """The flag of step 3, plus, when the confident joint counts more wrong labels than that, the near
+    ties below the threshold (most negative AUM first) up to the confident joint's count (step 4)."""
+    flag = _flag(ev, threshold)
+    missing = estimated_errors(ev, n_classes) - int(flag.sum())
+    if missing > 0:
+        tied = np.flatnonzero((ev.aum < threshold) & ~flag)
+        flag[tied[np.argsort(ev.aum[tied], kind="stable")[:missing]]] = True
+    return flag
+
+
 def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Score every row of the dataset for a wrong label, from a run's ledger.
 
@@ -319,9 +341,9 @@ def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tu
     if held is not None:
         groups.append(("heldout", held, ledger.heldout_probs))
     for name, ev, seq in groups:
-        flag = _flag(ev, threshold.aum)  # held-out rows too: the same model, the same boundary
+        flag = wrong_labels(ev, threshold.aum, k)  # held-out rows too: the same model, the same boundary
         score = _logistic_score(ev.aum, threshold.aum, scale)
-        score[~flag] = np.minimum(score[~flag], 0.499)  # near ties stay under the line: ambiguous, not wrong
+        score[~flag] = np.minimum(score[~flag], 0.499)  # near ties left unflagged stay under the line: ambiguous
         rows = np.arange(len(ev.y))
         argmax = ev.mean_probs.argmax(1)
         suggested = np.where(flag & (argmax == ev.y), _best_other(ev.mean_probs, ev.y), argmax)
@@ -337,6 +359,7 @@ def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tu
         cj = confident_joint_counts(ev.mean_probs, ev.y, k)
         summary[f"n_flagged_{name}"] = int(flag.sum())
         summary[f"n_negative_aum_{name}"] = int(_flag(ev).sum())  # what a zero threshold would flag
+        summary[f"n_ties_flagged_{name}"] = int((flag & ~_flag(ev, threshold.aum)).sum())  # step 4
         summary[f"flagged_rate_{name}"] = round(float(flag.mean()), 4)
         summary[f"estimated_noise_rate_{name}"] = round(float(1 - np.trace(cj) / max(cj.sum(), 1)), 4)
     summary["estimated_noise_rate"] = summary["estimated_noise_rate_train"]
