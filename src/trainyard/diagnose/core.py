@@ -138,6 +138,8 @@ def diagnose_run(run_dir: str | Path, *, model=None, dataset=None, splits=None, 
         s["duplicate_conflict"] = dup_df["duplicate_conflict"].to_numpy(bool)
     if "ambiguity_score" in amb.columns:
         s["ambiguity_score"] = amb["ambiguity_score"].to_numpy(float).round(6)
+    del labels, amb, out_df, dup_df  # the report below reads samples.csv back: free the detectors' frames
+    release_memory()
     run.write_csv(SAMPLES_CSV, s)
     run.write_json(DATA_HEALTH, health)
     model_health = run.read_json(MODEL_HEALTH) if run.file(MODEL_HEALTH).exists() else None

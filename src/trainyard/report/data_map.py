@@ -50,7 +50,9 @@ def _ledger_correct(run_dir: str | os.PathLike, n_rows: int) -> np.ndarray | Non
 def _from_samples(samples: pd.DataFrame, run_dir: str | os.PathLike | None = None) -> tuple[pd.DataFrame, str] | None:
     if not {"confidence", "variability"} <= set(samples.columns):
         return None
-    df = samples.copy()
+    used = ["id", "confidence", "variability", "given_label", "suggested_label", "issue", "split", "correctness",
+            "predicted_label", "label_issue", "outlier", "ambiguous", "duplicate"]
+    df = samples[[c for c in used if c in samples]].copy()  # not every column: 10^6 rows are copied here
     df["confidence"] = pd.to_numeric(df["confidence"], errors="coerce")
     df["variability"] = pd.to_numeric(df["variability"], errors="coerce")
     df["flagged"] = _flag_mask(df)

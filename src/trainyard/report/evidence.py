@@ -149,7 +149,11 @@ class Evidence:
         self._raw = load_raw_table(rf.path)
         self._row_of: np.ndarray | None = None  # samples position -> data.npz row
         self._table: pd.DataFrame | None = None
-        self._z_values: np.ndarray | None = None  # (rows, numeric columns) z-scores
+        # numeric columns (float32) and their mean / std: a row's z-scores are computed when it is shown,
+        # not held for every row (10^6 rows x 40 columns would be 320 MB of float64)
+        self._z_values: np.ndarray | None = None
+        self._z_mean: np.ndarray | None = None
+        self._z_std: np.ndarray | None = None
         self._z_names: list[str] = []
         self._z_index: dict[str, int] = {}
         self._ids = self.samples["id"].to_numpy(dtype=object) if self.samples is not None else None
@@ -167,11 +171,12 @@ class Evidence:
             if self._table is not None:
                 num = self._table.apply(pd.to_numeric, errors="coerce")
                 num = num.loc[:, num.notna().mean() > 0.9]
-                values = num.to_numpy(dtype=np.float64)
-                std = np.nanstd(values, axis=0)
-                std[std == 0] = np.nan  # a constant column has no "unusual" value
-                self._z_values = (values - np.nanmean(values, axis=0)) / std
+                values = num.to_numpy(dtype=np.float32)
                 self._z_names = [str(c) for c in num.columns]
+                del num
+                std = np.nanstd(values, axis=0, dtype=np.float64)
+                std[std == 0] = np.nan  # a constant column has no "unusual" value
+                self._z_values, self._z_mean, self._z_std = values, np.nanmean(values, axis=0, dtype=np.float64), std
                 self._z_index = {n: j for j, n in enumerate(self._z_names)}
 
     def _align(self, data: dict, n: int) -> np.ndarray | None:
@@ -179,7 +184,10 @@ class Evidence:
         if self.samples is None:
             return None
         if "ids" in data:
-            index = {str(v): i for i, v in enumerate(data["ids"].tolist())}
+            ids = np.asarray(data["ids"]).astype(str)
+            if len(ids) == n and np.array_equal(ids, self.samples["id"].to_numpy(dtype=str)):
+                return np.arange(n)  # the usual case, without a dict of every id
+            index = {str(v): i for i, v in enumerate(ids.tolist())}
             rows = np.array([index.get(i, -1) for i in self.samples["id"]], dtype=np.int64)
             if (rows >= 0).mean() > 0.5:
                 return rows
@@ -237,7 +245,7 @@ class Evidence:
             return None
         columns = list(self._table.columns)
         z_cols = self._z_index
-        z_row = self._z_values[position] if self._z_values is not None else np.zeros(0)
+        z_row = ((self._z_values[position] - self._z_mean) / self._z_std) if self._z_values is not None else np.zeros(0)
         why = self._why.get(str(self._ids[position])) if self._ids is not None else None
         attribution: dict[str, float] = {}
         if why and isinstance(why.get("top_features"), list):

@@ -26,6 +26,8 @@ DATA_NPZ = "data.npz"
 RAW_CSV = "raw.csv"
 REVIEWED_CSV = "reviewed.csv"
 
+# samples.csv text columns (class names, ids, issue names)
+STRING_COLUMNS = ("given_label", "suggested_label", "duplicate_of", "issue")
 # samples.csv flag columns; rows written by other tools may lack some of them.
 BOOL_COLUMNS = ("label_issue", "outlier", "ambiguous")
 ISSUE_TYPES = ("label", "outlier", "duplicate", "ambiguous")
@@ -76,18 +78,22 @@ def _to_bool(col: pd.Series) -> pd.Series:
     return text.isin(("true", "1", "1.0", "yes", "y", "t"))
 
 
-def normalise_samples(df: pd.DataFrame) -> pd.DataFrame:
-    """Give samples.csv the contract's columns and types whatever wrote it."""
-    df = df.copy()
+def normalise_samples(df: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
+    """Give samples.csv the contract's columns and types whatever wrote it.
+
+    ``copy=False`` changes ``df`` in place (a frame just read from disk: one fewer copy of 10^6 rows)."""
+    if copy:
+        df = df.copy()
     if "id" not in df:
         df["id"] = np.arange(len(df)).astype(str)
     df["id"] = df["id"].astype(str)
-    for col in ("given_label", "suggested_label", "duplicate_of", "issue"):
+    for col in STRING_COLUMNS:
         if col not in df:
             df[col] = ""
+        numeric = df[col].dtype.kind in "biuf"
         df[col] = df[col].astype(str).where(df[col].notna(), "")
-        # integer-like labels read back by pandas as floats ("3.0") must match class names ("3")
-        df[col] = df[col].str.replace(r"^(-?\d+)\.0$", r"\1", regex=True)
+        if numeric:  # integer-like labels read back as floats ("3.0") must match class names ("3")
+            df[col] = df[col].str.replace(r"^(-?\d+)\.0$", r"\1", regex=True)
     for col in BOOL_COLUMNS:
         df[col] = _to_bool(df[col]) if col in df else False
     for col in ("label_score", "outlier_score"):
@@ -106,11 +112,11 @@ def _read_json(path: Path, notes: list[str]) -> Any:
         return None
 
 
-def _read_csv(path: Path, notes: list[str]) -> pd.DataFrame | None:
+def _read_csv(path: Path, notes: list[str], dtype: dict[str, Any] | None = None) -> pd.DataFrame | None:
     if not path.exists():
         return None
     try:
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+        return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=dtype)
     except (OSError, ValueError, pd.errors.ParserError) as e:
         notes.append(f"{path.name} could not be read ({e}); its section is left out.")
         return None
@@ -130,8 +136,9 @@ def load_run_files(run_dir: str | os.PathLike) -> RunFiles:
         raise RunError(f"{path / RUN_JSON}: not a valid run.json; rerun the stage that wrote it")
     rf = RunFiles(path=path, meta=meta, notes=notes)
     rf.metrics = _read_csv(path / METRICS_CSV, notes)
-    samples = _read_csv(path / SAMPLES_CSV, notes)
-    rf.samples = normalise_samples(samples) if samples is not None else None
+    # class names and ids read as text: "3" stays "3" (not 3.0), with no second pass over 10^6 rows
+    samples = _read_csv(path / SAMPLES_CSV, notes, dtype={c: str for c in ("id",) + STRING_COLUMNS})
+    rf.samples = normalise_samples(samples, copy=False) if samples is not None else None
     rf.data_health = _read_json(path / DATA_HEALTH, notes)
     rf.model_health = _read_json(path / MODEL_HEALTH, notes)
     rf.repair = _read_json(path / REPAIR_JSON, notes)
