@@ -181,7 +181,9 @@ def read_parquet_frame(path: Path, target: str | None, text: str | None = None,
         table = pq.read_table(path, columns=keep)
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{path}: cannot read Parquet data: {_first_line(str(e))}") from None
-    frame = table.to_pandas()
+    # column by column, freeing each Arrow buffer once converted: the peak is one copy of the data, not two
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
     if frame.columns.duplicated().any() or not isinstance(frame.index, pd.RangeIndex):
         frame = frame.reset_index(drop=True)
     return frame, ({"dropped": dropped} if dropped else {})
