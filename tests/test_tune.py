@@ -70,7 +70,7 @@ def test_search_finds_a_good_learning_rate(tmp_path):
     values = [h["value"] for h in res.history if h["state"] == "COMPLETE"]
     lrs = [h["params"]["lr"] for h in res.history]
     assert res.n_trials == 6 and len(values) == 6
-    assert min(lrs) < 1e-3 and max(lrs) > 3e-2  # the search did visit both bad ends of the range
+    assert max(lrs) / min(lrs) > 100  # the search spread over orders of magnitude, not one point
     assert 3e-4 < res.best_params["lr"] < 0.5
     assert res.best_value >= min(values) + 0.25  # and the best beats the worst by a wide margin
     assert res.best_value >= 0.8 and res.test_score >= 0.7
@@ -215,3 +215,90 @@ def test_diagnose_first_searches_the_repaired_data(tmp_path, monkeypatch):
         relabelled = splits.train[:2]
         assert np.array_equal(y[np.isin(ids, relabelled)], (ds.y[relabelled] + 1) % 3)
         assert not np.isin(splits.train[2:5], ids).any()
+
+
+def test_first_trials_are_the_config_then_generic_recipes():
+    from trainyard.train.config import TrainConfig
+    from trainyard.tune.space import RECIPES
+    from trainyard.tune.study import _first_trials
+
+    space = SearchSpace.default("mlp", epochs=4)
+    first = _first_trials(space, TrainConfig(), 1257, defaults_first=True, recipes=True)
+    assert [src for _, src in first] == ["training config"] + [label for label, _ in RECIPES]
+    config, one_cycle, sgd, wide = (p for p, _ in first)
+    # "auto" batch size is the one fit would use on 1,257 training rows; hidden (256, 128) is depth 2, width 256
+    assert config == {"lr": 0.002, "weight_decay": 1e-4, "batch_size": 64, "optimizer": "adamw", "schedule": "cosine",
+                      "dropout": 0.1, "label_smoothing": 0.0, "clip": "none", "depth": 2, "width": 256}
+    assert one_cycle["batch_size"] == 32 and type(one_cycle["batch_size"]) is int  # half the config's, an option
+    assert one_cycle["schedule"] == "onecycle" and one_cycle["lr"] == 3e-3 and one_cycle["width"] == 256
+    assert sgd["optimizer"] == "sgd" and sgd["lr"] == 0.05 and sgd["clip"] == "norm:1.0"
+    assert wide["width"] == 512 and wide["dropout"] == 0.3  # twice the config's width
+    assert all(space.contains(k, v) for p, _ in first for k, v in p.items())
+    # a CNN's width doubles from its first block (32 channels), clipped to the space's top
+    cnn = [p for p, _ in _first_trials(SearchSpace.default("cnn"), TrainConfig(), 5000, True, True)]
+    assert [p["width"] for p in cnn] == [32, 32, 32, 64]
+    # plain random search and the ablation keep only the config, or nothing
+    assert [s for _, s in _first_trials(space, TrainConfig(), 1257, True, False)] == ["training config"]
+    assert _first_trials(space, TrainConfig(), 1257, False, True) == []
+    # a space that searches only the learning rate: the recipes differ only there, repeats are dropped
+    lr_only = SearchSpace({"lr": Range(1e-3, 1e-2, log=True)}, "mlp")
+    assert [p for p, _ in _first_trials(lr_only, TrainConfig(), 500, True, True)] == [
+        {"lr": 0.002}, {"lr": 0.003}, {"lr": 0.01}, {"lr": 0.001}]
+
+
+def test_snap_moves_values_into_the_space():
+    space = SearchSpace.default("mlp")
+    assert space.snap("batch_size", 1024) == 256 and space.snap("batch_size", 48) == 64  # nearest on a log scale
+    assert space.snap("lr", 1.0) == 0.1 and space.snap("width", 1000) == 512 and space.snap("depth", 2.4) == 2
+    assert space.snap("optimizer", "lion") is None and space.snap("epochs", 3) is None
+
+
+def test_tpe_split_keeps_the_good_first_trials_together():
+    from trainyard.tune.study import _tpe_gamma
+
+    # half of the trials while few have run (at most 8), Optuna's top 10 % (at most 25) afterwards
+    assert [_tpe_gamma(n) for n in (1, 4, 6, 16, 20, 100, 400)] == [1, 2, 3, 8, 8, 10, 25]
+
+
+def test_staged_median_pruner_is_lenient_first_then_median():
+    from trainyard.tune.pruning import StagedMedianPruner
+
+    study = optuna.create_study(direction="maximize", pruner=StagedMedianPruner(4, keep_first=90.0, median_from=1))
+    for curve in ([0.50, 0.70], [0.55, 0.75], [0.60, 0.80], [0.65, 0.85]):
+        t = study.ask()
+        for step, v in enumerate(curve):
+            t.report(v, step)
+        study.tell(t, curve[-1])
+    # first epoch: only below the 10th percentile (0.515) is stopped; 0.52 lies below the median and survives
+    for value, pruned in ((0.51, True), (0.52, False), (0.70, False)):
+        t = study.ask()
+        t.report(value, 0)
+        assert t.should_prune() is pruned, value
+        study.tell(t, state=optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.FAIL)
+    # second epoch on: the median of 0.70..0.85 (0.775) is the bar for the trial's best value so far
+    for value, pruned in ((0.77, True), (0.78, False)):
+        t = study.ask()
+        t.report(0.6, 0)
+        t.report(value, 1)
+        assert t.should_prune() is pruned, value
+        study.tell(t, state=optuna.trial.TrialState.FAIL)
+    # fewer finished trials than n_startup_trials: nothing is pruned
+    young = optuna.create_study(direction="maximize", pruner=StagedMedianPruner(5))
+    assert young.pruner.prune(young, study.trials[-1]) is False
+
+
+def test_a_new_study_runs_config_and_recipes_first_then_the_sampler(tmp_path):
+    from trainyard.tune.space import RECIPES
+
+    space = {"defaults": False, "lr": {"low": 1e-4, "high": 0.1, "log": True}, "optimizer": ["adamw", "sgd"],
+             "batch_size": [32, 64], "hidden": [16]}
+    res = tune(three_blobs(seed=6), trials=5, out=tmp_path / "f", space=space, epochs=2, warm_start="off",
+               registry=tmp_path / "reg.json", retrain=False, pruner="none")
+    assert [h["source"] for h in res.history] == ["training config", *(label for label, _ in RECIPES), None]
+    assert [h["params"]["lr"] for h in res.history[:4]] == [0.002, 0.003, 0.05, 0.001]
+    assert res.history[2]["params"]["optimizer"] == "sgd"
+    assert res.history[4]["params"] not in [h["params"] for h in res.history[:4]]
+    # plain random search: only the training config goes first
+    rnd = tune(three_blobs(seed=6), trials=2, out=tmp_path / "r", space=space, epochs=2, warm_start="off",
+               registry=tmp_path / "reg.json", retrain=False, sampler="random", pruner="none")
+    assert [h["source"] for h in rnd.history] == ["training config", None]

@@ -11,6 +11,11 @@ from typing import Any
 
 from ..train.callback import Callback, Control, State
 
+try:
+    from optuna.pruners import BasePruner, MedianPruner, PercentilePruner
+except ImportError:  # pragma: no cover - tune needs optuna; the callback alone does not
+    BasePruner = object  # type: ignore[misc,assignment]
+
 
 class PruningCallback(Callback):
     """Report ``monitor`` (default ``val_acc``) to ``trial`` after every epoch; stop when pruned.
@@ -34,6 +39,30 @@ class PruningCallback(Callback):
             self.pruned_at = int(state.epoch)
             state.extra["pruned_at"] = self.pruned_at
             control.should_stop = True
+
+
+class StagedMedianPruner(BasePruner):
+    """Median pruning that is lenient at first: during the first ``median_from`` steps a trial is
+    stopped only when its best value so far lies in the bottom ``100 - keep_first`` % of the finished
+    trials' values at that step; from step ``median_from`` on, when it lies below their median
+    (Optuna's ``PercentilePruner`` and ``MedianPruner``); never before ``n_startup_trials`` finished.
+
+    One epoch says little about a configuration that starts slowly (a warm-up, a small learning rate),
+    but it does tell a diverging or stalled one; two epochs tell much more.
+
+    >>> study = optuna.create_study(direction="maximize", pruner=StagedMedianPruner(4))  # doctest: +SKIP
+    """
+
+    def __init__(self, n_startup_trials: int = 4, keep_first: float = 90.0, median_from: int = 1):
+        self.median_from = int(median_from)
+        self._early = PercentilePruner(float(keep_first), n_startup_trials=int(n_startup_trials))
+        self._median = MedianPruner(n_startup_trials=int(n_startup_trials), n_warmup_steps=self.median_from)
+
+    def prune(self, study: Any, trial: Any) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        return bool((self._early if step < self.median_from else self._median).prune(study, trial))
 
 
 def best_score(history: list[dict], monitor: str = "val_acc") -> float:

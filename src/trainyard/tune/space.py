@@ -75,6 +75,22 @@ ARCHITECTURES: dict[str, dict[str, Param]] = {
 }
 
 
+# Generic starting points, tried right after the training config while the sampler has nothing to
+# learn from yet. They are textbook recipes, not fitted to any data set: each moves the knobs that
+# matter most in a short run (optimizer family, steps per epoch, peak learning rate, capacity and
+# regularisation) to a different well-known corner, so the first trials are diverse and each one
+# is reasonable, instead of uniform draws from a 10-dimensional box. Values are absolute, or
+# relative to the training config: ``"x0.5"`` halves it (batch size) and ``"x2"`` doubles it (width).
+RECIPES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("recipe: one-cycle AdamW, more steps", {"optimizer": "adamw", "lr": 3e-3, "schedule": "onecycle",
+                                             "batch_size": "x0.5", "label_smoothing": 0.1}),
+    ("recipe: SGD + Nesterov, cosine", {"optimizer": "sgd", "lr": 0.05, "schedule": "cosine",
+                                        "weight_decay": 5e-4, "clip": "norm:1.0"}),
+    ("recipe: wider, more regularised", {"optimizer": "adamw", "lr": 1e-3, "schedule": "cosine", "width": "x2",
+                                         "dropout": 0.3, "weight_decay": 1e-2}),
+)
+
+
 def model_kind(model: str, input_shape: tuple[int, ...]) -> str:
     """The zoo model a config trains: ``auto`` is a CNN for (C, H, W) inputs, else an MLP."""
     if model == "auto":
@@ -193,6 +209,49 @@ class SearchSpace:
                 continue
             if self.contains(name, value):
                 out[name] = value
+        return out
+
+    def snap(self, name: str, value: Any) -> Any:
+        """``value`` moved into the space: the nearest option of a numeric choice, clipped into a range
+        (rounded for integers); None when it cannot be (an unknown word, a fixed or absent name)."""
+        p = self.params.get(name)
+        if p is None or isinstance(p, Fixed):
+            return None
+        if isinstance(p, Choice):
+            if value in p.options:
+                return next(o for o in p.options if o == value)  # the option itself: 32, not 32.0
+            numeric = [o for o in p.options if isinstance(o, (int, float)) and not isinstance(o, bool)]
+            if not numeric or not isinstance(value, (int, float)) or isinstance(value, bool):
+                return None
+            if all(o > 0 for o in numeric) and value > 0:  # batch sizes, widths: nearest on a log scale
+                return min(numeric, key=lambda o: abs(math.log(o / value)))
+            return min(numeric, key=lambda o: abs(o - value))
+        try:
+            v = min(max(float(value), p.low), p.high)
+        except (TypeError, ValueError):
+            return None
+        return int(round(v)) if p.integer else v
+
+    def first_trials(self, config: Mapping[str, Any]) -> list[tuple[dict[str, Any], str]]:
+        """The training config, then :data:`RECIPES`, as searched parameters (each snapped into the
+        space; what a recipe does not name stays as in the config). Repeats are dropped, so a narrow
+        space yields fewer trials; names outside the space are left for the sampler to pick."""
+        base = self.from_config(config)
+        out = [(base, "training config")] if base else []
+        arch = config.get("channels" if self.model == "cnn" else "hidden")
+        relative = {"batch_size": config.get("batch_size"), "width": int(arch[0]) if arch else None}
+        for label, recipe in RECIPES:
+            params = dict(base)
+            for name, value in recipe.items():
+                if isinstance(value, str) and value.startswith("x") and name in relative:
+                    if relative[name] is None:
+                        continue
+                    value = relative[name] * float(value[1:])
+                snapped = self.snap(name, value)
+                if snapped is not None:
+                    params[name] = snapped
+            if params and all(params != p for p, _ in out):
+                out.append((params, label))
         return out
 
     def describe(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import numpy as np
 from ..data.dataset import Dataset
 from ..errors import ConfigError, RunError
 from ..run import read_json, write_json
-from .pruning import PruningCallback, best_score
+from .pruning import PruningCallback, StagedMedianPruner, best_score
 from .space import SearchSpace, load_space, model_kind
 from .storage import open_storage, recover_orphans, worker_id
 from .warm_start import meta_features, pick_warm_start, read_registry, record_study, registry_path, top_configs
@@ -95,15 +95,42 @@ def _splits(train: np.ndarray, val: np.ndarray, test: np.ndarray):
     return Splits(train, val, test)
 
 
-def _make_sampler(name: str, seed: int, n_trials: int, shared: bool):
+# random draws the model-based samplers make after the first trials (training config + recipes)
+# before they model the results: those first trials already are a diverse initial design
+RANDOM_STARTUP = 0
+TPE_OPTIONS: dict[str, Any] = {"n_ei_candidates": 256}
+
+
+def _startup_trials(n_trials: int, n_first: int) -> int:
+    return max(3, min(n_first + RANDOM_STARTUP, max(3, n_trials // 2)))
+
+
+def _tpe_gamma(n: int) -> int:
+    """How many of ``n`` finished trials TPE counts as "good". Optuna's default, the top 10 %, is one
+    trial until n = 10: then the other good first trials (training config, recipes) fall in the "bad"
+    density and TPE steers away from the good region. Half of them, at most 8, while few have run;
+    the top 10 % (at most 25) once that is more."""
+    return min(25, max(math.ceil(0.1 * n), min(math.ceil(0.5 * n), 8)))
+
+
+def _make_sampler(name: str, seed: int, n_trials: int, shared: bool, n_first: int = 0):
     import optuna
 
-    startup = max(3, min(10, n_trials // 4))
+    startup = _startup_trials(n_trials, n_first)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
-                                              constant_liar=shared)
+            # multivariate: the knobs interact (learning rate with batch size and optimizer), and a
+            # joint model needs fewer trials than one density per knob; group for spaces a YAML makes
+            # conditional
+            kwargs = dict(seed=seed, n_startup_trials=startup, multivariate=True, group=True, constant_liar=shared,
+                          **TPE_OPTIONS)
+            try:
+                # gamma is deprecated since Optuna 4.9 (still honoured in 5.x); without it, TPE's own split
+                warnings.simplefilter("ignore", FutureWarning)
+                return optuna.samplers.TPESampler(gamma=_tpe_gamma, **kwargs)
+            except TypeError:  # an Optuna that no longer takes gamma
+                return optuna.samplers.TPESampler(**kwargs)
         if name == "gp":
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
         if name == "cmaes":
@@ -118,12 +145,27 @@ def _make_sampler(name: str, seed: int, n_trials: int, shared: bool):
     raise ConfigError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
 
 
-def _make_pruner(name: str, epochs: int):
+# median pruning, in two stages: while a run is young only the clearly hopeless are stopped (the
+# bottom tenth of the finished trials' curves at that epoch: diverged or stalled), since a few epochs
+# say little about configurations that start slowly (one-cycle warm-up, a small learning rate);
+# from half the epochs on (at most the 5th), every trial below the median
+FIRST_EPOCH_KEEP = 90.0
+
+
+def _median_from(epochs: int) -> int:
+    return max(1, min(int(epochs) // 2, 5))
+
+
+def _median_startup(n_first: int) -> int:
+    # the first trials (training config, recipes) always run to the end: the bar the rest are judged by
+    return max(2, n_first)
+
+
+def _make_pruner(name: str, epochs: int, n_first: int = 0):
     import optuna
 
     if name == "median":
-        # a curve is judged only after a quarter of its epochs, against at least 3 earlier trials
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(1, epochs // 4))
+        return StagedMedianPruner(_median_startup(n_first), FIRST_EPOCH_KEEP, _median_from(epochs))
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(2, epochs), reduction_factor=3)
     if name == "none":
@@ -321,7 +363,7 @@ def tune(data: Dataset | str, *, target: str | None = None, text: str | None = N
          space: str | Path | Mapping[str, Any] | None = None, warm_start: str = "auto",
          diagnose_first: bool = False, config: Any = None, split: Sequence[float] = (0.7, 0.2, 0.1),
          splits: Any = None, quiet: bool = True, registry: str | Path | None = None, retrain: bool = True,
-         defaults_first: bool = True, **train_overrides: Any) -> TuneResult:
+         defaults_first: bool = True, recipes: bool | None = None, **train_overrides: Any) -> TuneResult:
     """Search training and architecture hyperparameters; retrain the best on train + validation.
 
     Args:
@@ -341,7 +383,11 @@ def tune(data: Dataset | str, *, target: str | None = None, text: str | None = N
         split / splits: train, val, test fractions, or explicit Splits.
         registry: the warm-start registry file (default: see :mod:`trainyard.tune.warm_start`).
         retrain: retrain the best configuration on train + validation and score it on test.
-        defaults_first: when not warm-started, the first trial is the training config as given.
+        defaults_first: when not warm-started, the first trial is the training config as given (its
+            ``auto`` batch size resolved as ``fit`` would); False starts straight with the sampler.
+        recipes: after the training config, try a few generic training recipes (see
+            :data:`trainyard.tune.space.RECIPES`) before the sampler takes over; default: on for the
+            model-based samplers (tpe, gp, cmaes), off for ``random`` (plain random search).
 
     Returns:
         TuneResult (``best_params``, ``best_value``, ``test_score``, ``n_trials``, ``out``, ...).
@@ -387,6 +433,8 @@ def tune(data: Dataset | str, *, target: str | None = None, text: str | None = N
     if diagnose_first:
         ds, sp = _repaired(ds, sp, out, base_cfg, quiet)
     meta = meta_features(ds.y[np.concatenate([sp.train, sp.val])], ds.input_shape, ds.n_classes, ds.kind)
+    first = _first_trials(search, base_cfg, len(sp.train), defaults_first,
+                          sampler != "random" if recipes is None else bool(recipes))[:int(trials)]
 
     opt_storage, storage_url = open_storage(storage, out)
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -407,28 +455,35 @@ def tune(data: Dataset | str, *, target: str | None = None, text: str | None = N
         shared = storage is not None or bool(probe.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         salt = os.getpid() if shared else 0
         seed = int(np.random.SeedSequence([int(base_cfg.seed), n_existing, salt]).generate_state(1)[0])
-        opt_sampler = _make_sampler(sampler, seed, int(trials), shared=shared)
-        opt_study = optuna.load_study(study_name=study_name, storage=opt_storage, sampler=opt_sampler,
-                                      pruner=_make_pruner(pruner, epochs))
-        recover_orphans(opt_study)
-
+        # what a new study tries first: the best configurations of the nearest earlier studies, or with
+        # no history to learn from, the training config itself (the defaults work on the first try)
+        # and a few generic recipes; the sampler goes on from there
+        queue: list[tuple[dict[str, Any], str]] = []
+        sources: list[str] = []
         if n_existing == 0:
-            sources = []
             if str(warm_start).lower() not in ("off", "none", "false", ""):
                 reg = registry_path(out, registry)
                 picks = pick_warm_start(read_registry(reg), meta, kind, str(warm_start), (storage_url, study_name))
                 for params, source in picks:
                     params = {k: v for k, v in params.items() if search.contains(k, v)}
                     if params:
-                        opt_study.enqueue_trial(params, user_attrs={"source": source}, skip_if_exists=True)
+                        queue.append((params, source))
                         sources.append(source)
+            if not queue:
+                queue = list(first)
+            n_first = len(queue)
+        else:
+            n_first = int(probe.user_attrs.get("first_trials", 0))
+        opt_sampler = _make_sampler(sampler, seed, int(trials), shared=shared, n_first=n_first)
+        opt_study = optuna.load_study(study_name=study_name, storage=opt_storage, sampler=opt_sampler,
+                                      pruner=_make_pruner(pruner, epochs, n_first))
+        recover_orphans(opt_study)
+
+        if n_existing == 0:
             opt_study.set_user_attr("warm_started", sources)
-            if not sources and defaults_first:
-                # with no history to learn from, the first trial is the training config itself
-                # (the defaults work on the first try); the sampler explores from there
-                params = search.from_config(base_cfg.to_dict())
-                if params:
-                    opt_study.enqueue_trial(params, user_attrs={"source": "training config"}, skip_if_exists=True)
+            opt_study.set_user_attr("first_trials", n_first)
+            for params, source in queue:
+                opt_study.enqueue_trial(params, user_attrs={"source": source}, skip_if_exists=True)
 
         objective = _Objective(ds, sp.train, sp.val, search, base_cfg.to_dict(), out, int(trials), finished)
         failures = 0
@@ -469,6 +524,23 @@ def tune(data: Dataset | str, *, target: str | None = None, text: str | None = N
                 progress.stop()
     return _finish(opt_study, ds, sp, search, base_cfg, out, study_name, storage_url, meta, kind, registry,
                    retrain, quiet, t_start, fit, make_config)
+
+
+def _first_trials(search: SearchSpace, base_cfg: Any, n_train: int, defaults_first: bool,
+                  recipes: bool) -> list[tuple[dict[str, Any], str]]:
+    """What a study with no history tries first: the training config, then (``recipes``) the generic recipes."""
+    from ..train.config import auto_batch_size
+
+    config = base_cfg.to_dict()
+    if config.get("batch_size") is None:  # "auto": the size fit would use on this training split
+        config["batch_size"] = auto_batch_size(n_train)
+        snapped = search.snap("batch_size", config["batch_size"])
+        if snapped is not None:
+            config["batch_size"] = snapped
+    trials = search.first_trials(config)
+    if not defaults_first:
+        return []
+    return trials if recipes else [t for t in trials if t[1] == "training config"]
 
 
 def _wait_for_others(study: Any, objective: _Objective, limit_s: float = 600.0) -> None:
