@@ -125,3 +125,15 @@ def test_same_seed_same_metrics(blob_csv, tmp_path):
     mb = pd.read_csv(tmp_path / "b" / "metrics.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(ma, mb)
     assert a.test_metrics == b.test_metrics
+
+
+def test_same_seed_same_samples_csv(blob_csv, tmp_path):
+    """Diagnosis is deterministic too: two diagnose runs with one seed write the same samples.csv."""
+    from trainyard.diagnose.core import diagnose
+
+    for name in ("a", "b"):
+        diagnose(str(blob_csv), target="label", out=tmp_path / name, epochs=4, seed=3)
+    a = (tmp_path / "a" / "samples.csv").read_bytes()
+    b = (tmp_path / "b" / "samples.csv").read_bytes()
+    assert len(a) > 900 * 10  # one row per input row, with content
+    assert a == b
