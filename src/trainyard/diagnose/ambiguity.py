@@ -28,13 +28,16 @@ def _score(ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(closeness * p.sum(1), 0.0, 1.0), other
 
 
-def ambiguous_samples(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> pd.DataFrame:
+def ambiguous_samples(ledger: Any, y: np.ndarray, n_classes: int | None = None,
+                      label_issue: np.ndarray | None = None) -> pd.DataFrame:
     """Flag rows whose given label is nearly tied with another class.
 
     Args:
         ledger: a :class:`trainyard.monitor.LedgerArrays`.
         y: labels of the whole dataset as trained on.
         n_classes: K (default: from the ledger).
+        label_issue: per dataset row, the wrong-label flag of :func:`label_issues` when it was already
+            computed (those rows are not ambiguous); by default it is worked out again here.
 
     Returns:
         One row per dataset row with ``ambiguity_score`` (0-1), ``ambiguous`` (bool), ``other_class``
@@ -52,7 +55,8 @@ def ambiguous_samples(ledger: Any, y: np.ndarray, n_classes: int | None = None) 
     if n_classes is None:
         n_classes = int(probs.shape[2]) if probs is not None else int(y.max()) + 1
     window, train, held = window_evidence(ledger, y, int(n_classes))
-    threshold = error_threshold(train.aum).aum  # the same as label_issues: ties it flags are not ambiguous
+    # ties that label_issues flags are not ambiguous: its flags, or the same rule applied here
+    threshold = error_threshold(train.aum).aum if label_issue is None else None
     n = len(y)
     out = pd.DataFrame({"ambiguity_score": np.full(n, np.nan), "ambiguous": np.zeros(n, bool),
                         "other_class": y.copy(), "margin_spread": np.full(n, np.nan)})
@@ -61,7 +65,9 @@ def ambiguous_samples(ledger: Any, y: np.ndarray, n_classes: int | None = None) 
         if ev is None:
             continue
         score, other = _score(ev)
-        flag = tied_with_given(ev) & ~wrong_labels(ev, threshold, int(n_classes))
+        wrong = wrong_labels(ev, threshold, int(n_classes)) if label_issue is None \
+            else np.asarray(label_issue, dtype=bool)[ev.rows]
+        flag = tied_with_given(ev) & ~wrong
         out.loc[ev.rows, "ambiguity_score"] = score
         out.loc[ev.rows, "ambiguous"] = flag
         out.loc[ev.rows, "other_class"] = other

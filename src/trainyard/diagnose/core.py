@@ -98,7 +98,7 @@ def diagnose_run(run_dir: str | Path, *, model=None, dataset=None, splits=None, 
     steps.next("wrong labels")
     labels, label_summary = label_issues(ledger, y, k)
     steps.next("ambiguous samples")
-    amb = ambiguous_samples(ledger, y, k)
+    amb = ambiguous_samples(ledger, y, k, label_issue=labels["label_issue"].to_numpy(bool))
     steps.next("outliers")
     feats = embed(model, dataset.X)
     # images go in unflattened: the detectors then keep one pixel scale instead of z-scoring each pixel

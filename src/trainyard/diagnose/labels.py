@@ -285,8 +285,14 @@ def estimated_errors(ev: Evidence, n_classes: int) -> int:
 def wrong_labels(ev: Evidence, threshold: float, n_classes: int) -> np.ndarray:
     """The flag of step 3, plus, when the confident joint counts more wrong labels than that, the near
     ties below the threshold (most negative AUM first) up to the confident joint's count (step 4)."""
-    flag = _flag(ev, threshold)
-    missing = estimated_errors(ev, n_classes) - int(flag.sum())
+    return _with_ties(ev, _flag(ev, threshold), threshold, estimated_errors(ev, n_classes))
+
+
+def _with_ties(ev: Evidence, below: np.ndarray, threshold: float, n_errors: int) -> np.ndarray:
+    """Step 4 on top of the step-3 flag ``below``: the near ties under the threshold, most negative AUM
+    first, until ``n_errors`` rows are flagged."""
+    flag = below.copy()
+    missing = n_errors - int(flag.sum())
     if missing > 0:
         tied = np.flatnonzero((ev.aum < threshold) & ~flag)
         flag[tied[np.argsort(ev.aum[tied], kind="stable")[:missing]]] = True
@@ -341,7 +347,12 @@ def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tu
     if held is not None:
         groups.append(("heldout", held, ledger.heldout_probs))
     for name, ev, seq in groups:
-        flag = wrong_labels(ev, threshold.aum, k)  # held-out rows too: the same model, the same boundary
+        # held-out rows too: the same model, the same boundary; the ties and the confident joint are
+        # computed once here and serve the flag and the summary
+        tied = tied_with_given(ev)
+        below = (ev.aum < threshold.aum) & ~tied  # step 3 (_flag)
+        cj = confident_joint_counts(ev.mean_probs, ev.y, k)
+        flag = _with_ties(ev, below, threshold.aum, int(round(cj.sum() - np.trace(cj))))
         score = _logistic_score(ev.aum, threshold.aum, scale)
         score[~flag] = np.minimum(score[~flag], 0.499)  # near ties left unflagged stay under the line: ambiguous
         rows = np.arange(len(ev.y))
@@ -356,10 +367,9 @@ def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tu
             conf, var, forget = pg.mean(0), pg.std(0), _forgetting(ledger.pred, ev.y)
         _fill(out, ev.rows, name, score, flag, suggested, ev.aum, ev.mean_probs[rows, ev.y],
               np.linalg.norm(ev.mean_probs - onehot, axis=1), conf, var, forget)
-        cj = confident_joint_counts(ev.mean_probs, ev.y, k)
         summary[f"n_flagged_{name}"] = int(flag.sum())
-        summary[f"n_negative_aum_{name}"] = int(_flag(ev).sum())  # what a zero threshold would flag
-        summary[f"n_ties_flagged_{name}"] = int((flag & ~_flag(ev, threshold.aum)).sum())  # step 4
+        summary[f"n_negative_aum_{name}"] = int(((ev.aum < 0) & ~tied).sum())  # what a zero threshold would flag
+        summary[f"n_ties_flagged_{name}"] = int((flag & ~below).sum())  # step 4
         summary[f"flagged_rate_{name}"] = round(float(flag.mean()), 4)
         summary[f"estimated_noise_rate_{name}"] = round(float(1 - np.trace(cj) / max(cj.sum(), 1)), 4)
     summary["estimated_noise_rate"] = summary["estimated_noise_rate_train"]

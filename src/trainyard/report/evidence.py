@@ -151,7 +151,7 @@ class Evidence:
         self._table: pd.DataFrame | None = None
         # numeric columns (float32) and their mean / std: a row's z-scores are computed when it is shown,
         # not held for every row (10^6 rows x 40 columns would be 320 MB of float64)
-        self._z_values: np.ndarray | None = None
+        self._numeric: np.ndarray | None = None
         self._z_mean: np.ndarray | None = None
         self._z_std: np.ndarray | None = None
         self._z_names: list[str] = []
@@ -176,7 +176,7 @@ class Evidence:
                 del num
                 std = np.nanstd(values, axis=0, dtype=np.float64)
                 std[std == 0] = np.nan  # a constant column has no "unusual" value
-                self._z_values, self._z_mean, self._z_std = values, np.nanmean(values, axis=0, dtype=np.float64), std
+                self._numeric, self._z_mean, self._z_std = values, np.nanmean(values, axis=0, dtype=np.float64), std
                 self._z_index = {n: j for j, n in enumerate(self._z_names)}
 
     def _align(self, data: dict, n: int) -> np.ndarray | None:
@@ -245,7 +245,7 @@ class Evidence:
             return None
         columns = list(self._table.columns)
         z_cols = self._z_index
-        z_row = ((self._z_values[position] - self._z_mean) / self._z_std) if self._z_values is not None else np.zeros(0)
+        z_row = ((self._numeric[position] - self._z_mean) / self._z_std) if self._numeric is not None else np.zeros(0)
         why = self._why.get(str(self._ids[position])) if self._ids is not None else None
         attribution: dict[str, float] = {}
         if why and isinstance(why.get("top_features"), list):
