@@ -132,7 +132,8 @@ def cmd_repair(a: argparse.Namespace) -> int:
     from .summary import print_repair
 
     res = repair(a.data, target=a.target, text=a.text, test=a.test, out=a.out, config=a.config, split=_split(a),
-                 policy=a.policy, rounds=a.rounds, reviewed=a.reviewed, quiet=a.quiet, **_overrides(a))
+                 policy=a.policy, rounds=a.rounds, reviewed=a.reviewed, quiet=a.quiet,
+                 crossfit_folds=a.crossfit_folds, **_overrides(a))
     print_repair(res, _console())
     return 0
 
@@ -288,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--policy", default="auto", choices=["auto", "relabel", "drop", "reweight", "rebalance", "augment"])
     p.add_argument("--rounds", type=int, default=2, help="diagnose-repair-retrain rounds (default 2)")
+    p.add_argument("--crossfit-folds", type=int, default=4,
+                   help="auto policy: first round also tries quarantining what this many cross-fitted models "
+                        "flag out of fold (about folds-1 extra fits; 0 = off; default 4)")
     p.add_argument("--reviewed", help="CSV of id,decision from the review page, applied first")
 
     p = add("tune", cmd_tune, "hyperparameter search with Optuna (TPE + pruning, warm start, shared storage)")
