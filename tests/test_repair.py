@@ -284,3 +284,52 @@ def test_repair_rounds_use_the_final_epoch_unless_validation_says_it_is_worse():
     much = best.copy()
     much[np.flatnonzero(best == 1)[:40]] = 0  # 40 rows worse: clearly worse
     assert not prefer_last(best, much)
+
+
+# -- out-of-fold evidence ---------------------------------------------------------------------------
+def test_confident_flags_find_planted_flips_and_skip_unseen_rows():
+    from trainyard.repair.crossfit import confident_flags
+
+    rng = np.random.default_rng(0)
+    n, k = 600, 3
+    true = rng.integers(0, k, n)
+    probs = np.full((n, k), 0.1)
+    probs[np.arange(n), true] = 0.8
+    probs += rng.uniform(0, 0.05, probs.shape)
+    probs /= probs.sum(1, keepdims=True)
+    labels = true.copy()
+    flipped = rng.choice(n, 60, replace=False)
+    labels[flipped] = (true[flipped] + 1) % k  # class-conditional: k -> k+1
+    probs[:10] = np.nan  # rows no fold predicted
+    flags = confident_flags(probs, labels, k)
+    truth = labels != true
+    assert not flags[:10].any()
+    seen = np.arange(n) >= 10
+    precision = truth[flags].mean()
+    recall = flags[truth & seen].mean()
+    assert precision >= 0.95 and recall >= 0.95, (precision, recall)
+
+
+def test_crossfit_probs_are_out_of_fold_and_flag_class_conditional_flips(blobs, tmp_path):
+    from trainyard.repair.crossfit import confident_flags, crossfit_probs
+    from trainyard.train import TrainConfig
+
+    ds, splits = blobs  # well separated: a model that never saw a row predicts its true class
+    dev = ds.subset(np.concatenate([splits.train, splits.val]))
+    is_val = np.arange(len(dev)) >= len(splits.train)
+    noisy, flipped = inject_label_noise(dev.y, 0.2, "class_conditional", 4, seed=0, idx=np.flatnonzero(~is_val))
+    cfg = TrainConfig(model="mlp", epochs=15, hidden=(64,), monitor=False, seed=0)
+    oof = crossfit_probs(dev, noisy, ~is_val, is_val, cfg, tmp_path / "cf", folds=3)
+    assert np.isfinite(oof[~is_val]).all() and np.isnan(oof[is_val]).all()
+    assert not (tmp_path / "cf").exists()  # fold runs are removed
+    flags = confident_flags(oof, noisy, 4)
+    assert not flags[is_val].any()
+    precision, recall = flipped[flags].mean(), flags[flipped].mean()
+    assert precision >= 0.9 and recall >= 0.9, (precision, recall)
+
+
+def test_auto_repair_tries_the_crossfit_candidates_in_round_one(fixed):
+    r1 = fixed.report["rounds"][1]
+    names = [c["variant"] for c in r1.get("candidates", [])]
+    assert "crossfit" in names, names
+    assert not (fixed.out / "crossfit").exists()
