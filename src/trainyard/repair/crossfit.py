@@ -49,7 +49,7 @@ def crossfit_probs(dev: Dataset, labels: np.ndarray, in_train: np.ndarray, is_va
         run_dir = path / f"fold{f}"
         fr = fit(data, splits=sp, out=run_dir, config=fold_cfg, quiet=quiet, write_report=False, keep_data=False)
         out[rows[held]] = predict_proba(fr.model, dev.X[rows[held]])
-        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)  # one fold run on disk at a time (large data)
     shutil.rmtree(path, ignore_errors=True)
     return out
 
@@ -71,9 +71,11 @@ def confident_flags(probs: np.ndarray, labels: np.ndarray, n_classes: int) -> np
     cj = confident_joint_counts(p, y, n_classes)
     for i in range(n_classes):
         given_i = np.flatnonzero(y == i)
+        if len(given_i) == 0:
+            continue
         for j in range(n_classes):
             n = int(round(cj[i, j])) if j != i else 0
-            if n == 0 or len(given_i) == 0:
+            if n == 0:
                 continue
             margin = p[given_i, j] - p[given_i, i]
             flags[idx[given_i[np.argsort(-margin, kind="stable")[:n]]]] = True

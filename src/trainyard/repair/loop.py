@@ -325,9 +325,9 @@ def _with_flags(inp: RoundInput, flags: np.ndarray | None) -> RoundInput:
     """``inp`` with other label flags (a candidate's), everything else as diagnosed."""
     if flags is None:
         return inp
-    samples = inp.samples.copy()
-    samples["label_issue"] = np.asarray(flags, bool)
-    return RoundInput(**{**inp.__dict__, "samples": samples})
+    from dataclasses import replace
+
+    return replace(inp, samples=inp.samples.assign(label_issue=np.asarray(flags, bool)))
 
 
 def _signature(state: _State, plan: Plan) -> tuple:
