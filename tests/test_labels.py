@@ -8,7 +8,8 @@ import pytest
 
 from trainyard.data import Dataset, Splits, inject_label_noise
 from trainyard.diagnose.ambiguity import ambiguous_samples
-from trainyard.diagnose.labels import confident_joint_counts, error_threshold, label_issues, memorisation_window
+from trainyard.diagnose.labels import (confident_joint_counts, error_threshold, label_issues, memorisation_window,
+                                      separating_window, separation)
 
 K = 4
 
@@ -149,6 +150,36 @@ def test_window_all_epochs_without_memorisation_and_half_without_heldout():
     assert memorisation_window(ledger, y).stop == 4
     table, summary = label_issues(ledger, y, 3)  # no probabilities kept: predictions vote instead
     assert table["split"].iloc[-1] == "" and not table["label_issue"].iloc[-1]
+
+
+def test_separating_window_runs_past_an_early_heldout_dip_and_stops_before_memorisation():
+    """Held-out accuracy dips at epoch 4, yet the wrong labels' margins stay negative and grow more
+    distinct from the right ones' until epoch 12; after it the model memorises them (their margins climb
+    towards the right ones'). The separating window ends at 12 or 13, where the two groups are most apart,
+    and the AUM over it ranks the wrong labels better than the memorisation window's."""
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(3)
+    n, m, e_total = 2000, 400, 20
+    wrong = np.zeros(n, bool)
+    wrong[rng.permutation(n)[:400]] = True  # 20 % wrong labels, scattered
+    epoch = np.arange(e_total)[:, None]
+    right_mean = np.minimum(0.5 * epoch, 4.0)  # right labels: margin rises, then flat
+    wrong_mean = np.where(epoch <= 12, -0.2 * epoch, np.minimum(-2.4 + 2.0 * (epoch - 12), 4.0))  # memorised
+    # each row's own hardness persists over the epochs (averaging epochs does not remove it)
+    margin = (np.where(wrong, wrong_mean, right_mean) + rng.normal(size=n)[None, :]
+              + 0.5 * rng.normal(size=(e_total, n)))
+    ledger, y = _fake_ledger([.5, .7, .8] + [.8] * (e_total - 3), [.85, .9, .9, .8] + [.8] * (e_total - 4),
+                             n=n, m=m)
+    ledger.margin = margin.astype(np.float32)
+    base = memorisation_window(ledger, y)
+    assert base.stop == 4  # the dip
+    w = separating_window(ledger, y)
+    # last epoch 12 or 13: at 13 the wrong labels' margin (-0.4) is still far below the right ones' (4)
+    assert w.start == base.start and w.stop in (13, 14)
+    aum = lambda win: margin[win.start:win.stop].mean(0)
+    assert separation(aum(w)) > separation(aum(base)) + 1
+    assert average_precision_score(wrong, -aum(w)) > average_precision_score(wrong, -aum(base)) + 0.01
 
 
 def test_confident_joint_counts_known_matrix():

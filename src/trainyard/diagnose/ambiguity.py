@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .labels import Evidence, _check, error_threshold, tied_with_given, window_evidence, wrong_labels
+from .labels import Evidence, _check, label_issues, tied_with_given, window_evidence
 from .registry import register
 
 
@@ -55,8 +55,8 @@ def ambiguous_samples(ledger: Any, y: np.ndarray, n_classes: int | None = None,
     if n_classes is None:
         n_classes = int(probs.shape[2]) if probs is not None else int(y.max()) + 1
     window, train, held = window_evidence(ledger, y, int(n_classes))
-    # ties that label_issues flags are not ambiguous: its flags, or the same rule applied here
-    threshold = error_threshold(train.aum).aum if label_issue is None else None
+    if label_issue is None:  # ties that label_issues flags are not ambiguous
+        label_issue = label_issues(ledger, y, int(n_classes))[0]["label_issue"].to_numpy(bool)
     n = len(y)
     out = pd.DataFrame({"ambiguity_score": np.full(n, np.nan), "ambiguous": np.zeros(n, bool),
                         "other_class": y.copy(), "margin_spread": np.full(n, np.nan)})
@@ -65,8 +65,7 @@ def ambiguous_samples(ledger: Any, y: np.ndarray, n_classes: int | None = None,
         if ev is None:
             continue
         score, other = _score(ev)
-        wrong = wrong_labels(ev, threshold, int(n_classes)) if label_issue is None \
-            else np.asarray(label_issue, dtype=bool)[ev.rows]
+        wrong = np.asarray(label_issue, dtype=bool)[ev.rows]
         flag = tied_with_given(ev) & ~wrong
         out.loc[ev.rows, "ambiguity_score"] = score
         out.loc[ev.rows, "ambiguous"] = flag

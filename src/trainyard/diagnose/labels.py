@@ -27,8 +27,17 @@ epoch 2 to 0.45 at epoch 30). So the detector:
    step 3 flagged, the tied rows below the threshold are flagged too, most negative AUM first, up to
    that count (``wrong_labels``); the rest stay ambiguous.
 
-``label_score`` is a logistic map of the AUM centred on the threshold (``label_score >= 0.5`` is
-exactly ``label_issue``); the confident joint (Northcutt et al. 2021) of the window's mean
+5. steps 3-4 say **how many** rows are wrong; **which** ones is read from a second window, the one whose
+   AUM splits the training rows into two groups most clearly (``separating_window``): the count's
+   rows are taken lowest AUM first over it. The memorisation window stops at the first sign of
+   memorising, which on large data comes long before the wrong labels' margins stop being apart; but
+   over a longer window the model has learnt part of a systematic flip, so the AUM below zero
+   under-counts. On make_classification with 35,000 training rows (3 seeds, six noise settings) this
+   raised the F1 from 0.937 to 0.960 on average (class-conditional 40 %: 0.75 to 0.85), and moved it by
+   at most +0.002 on average on digits and on the 7,000-row set.
+
+``label_score`` is a logistic map of the ranking AUM centred on the cut between flagged and unflagged
+rows (``label_score >= 0.5`` is exactly ``label_issue``); the confident joint (Northcutt et al. 2021) of the window's mean
 probabilities gives an independent estimate of the noise rate for the summary.
 """
 from __future__ import annotations
@@ -90,6 +99,68 @@ def memorisation_window(ledger: Any, y: np.ndarray) -> Window:
               f"training accuracy passes held-out accuracy at epoch {stop}")
     stop = min(e_total, max(stop, start + MIN_WINDOW))
     return Window(start, stop, e_total, reason, train_acc, heldout_acc)
+
+
+MIXTURE_ROWS = 20_000  # rows the threshold's 1-D mixture is fitted on (evenly spaced beyond that): cost stays flat
+SEPARATED = 2.0  # Ashman's D of two groups clearly apart (Ashman et al. 1994); below it they overlap
+
+
+def _spread_subset(a: np.ndarray, rows: int) -> np.ndarray:
+    """At most ``rows`` values, evenly spaced over the array: a fixed sample that no seeded draw elsewhere
+    can line up with. (A seeded random draw did: ``default_rng(0).choice(n, m)`` picks the same first
+    rows for every m, so on a benchmark whose noise was injected with seed 0 the "random" subset held
+    all the flipped rows, and the mixture saw 35 % noise where there was 20 %.)"""
+    if len(a) <= rows:
+        return a
+    return a[np.linspace(0, len(a) - 1, rows).round().astype(np.int64)]
+
+
+def separation(aum: np.ndarray, seed: int = 0) -> float:
+    """Ashman's D of a two-component Gaussian mixture of the AUM: how far apart its two groups are
+    (sqrt(2) |mean gap| / sqrt(var_low + var_high); >= 2 reads as two groups clearly apart)."""
+    from sklearn.mixture import GaussianMixture
+    from threadpoolctl import threadpool_limits
+
+    a = np.asarray(aum, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    if len(a) < 20 or np.ptp(a) <= 1e-6:
+        return 0.0
+    a = _spread_subset(a, MIXTURE_ROWS)
+    with threadpool_limits(1):  # a 1-D fit gains nothing from threads
+        gm = GaussianMixture(2, n_init=5, random_state=seed).fit(a[:, None])
+    var = gm.covariances_.reshape(-1)
+    return float(np.sqrt(2) * abs(gm.means_[1, 0] - gm.means_[0, 0]) / np.sqrt(var.sum()))
+
+
+def separating_window(ledger: Any, y: np.ndarray, base: Window | None = None) -> Window:
+    """The window whose AUM splits the training rows most clearly into two groups.
+
+    ``memorisation_window`` stops at the first sign of memorisation, but that sign is a proxy: on
+    large data a model learns class-conditional flips slowly, held-out accuracy dips at epoch 5 while
+    the wrong labels' margins stay negative for 20 epochs more, and the short window ranks them worse
+    than the long one (make_classification, 35,000 rows, 10 % class-conditional: average precision
+    0.984 at the memorisation stop, 0.994 twenty epochs later). What the window is for is to separate
+    wrong labels from right ones, and that can be read off directly: for every stop from
+    ``start + MIN_WINDOW`` to the last epoch, the AUM's two-group mixture is fitted and the stop with the
+    largest separation (Ashman's D) is kept. Memorising the wrong labels pulls their margins up and the
+    groups together, so the choice stops before it without a rule for when it starts."""
+    base = base or memorisation_window(ledger, y)
+    e_total = base.n_epochs
+    first = base.start + MIN_WINDOW
+    if e_total < first + 1:
+        return base
+    total = np.zeros(np.asarray(ledger.margin[0]).shape, dtype=np.float64)
+    stops, ds = [], []
+    for e in range(base.start, e_total):
+        total += np.asarray(ledger.margin[e], dtype=np.float64)
+        if e + 1 >= first:
+            stops.append(e + 1)
+            ds.append(separation(total / (e + 1 - base.start)))
+    best = int(np.argmax(ds))  # the first of equal maxima: the shorter window
+    best_stop, best_d = stops[best], float(ds[best])
+    reason = (f"AUM groups most apart at epoch {best_stop} (Ashman's D {best_d:.2f}); "
+              f"first sign of memorisation: {base.reason}")
+    return Window(base.start, best_stop, e_total, reason, base.train_acc, base.heldout_acc)
 
 
 def _mean_over(arr: Any, window: Window, dtype=np.float32) -> np.ndarray:
@@ -216,8 +287,6 @@ def tied_with_given(ev: Evidence) -> np.ndarray:
     return (ratio >= NEAR_TIE) | (unresolved & (ratio >= 0.5))
 
 
-MIXTURE_ROWS = 20_000  # rows the 1-D mixture is fitted on (a fixed random subset beyond that): cost stays flat
-SEPARATED = 2.0  # Ashman's D of two groups clearly apart (Ashman et al. 1994); below it they overlap
 
 
 @dataclass
@@ -251,8 +320,7 @@ def error_threshold(aum: np.ndarray, seed: int = 0) -> Threshold:
     a = a[np.isfinite(a)]
     if len(a) < 20 or np.ptp(a) <= 1e-6:
         return Threshold(0.0, reason="too few rows or no spread: zero")
-    if len(a) > MIXTURE_ROWS:
-        a = np.random.default_rng(seed).choice(a, MIXTURE_ROWS, replace=False)
+    a = _spread_subset(a, MIXTURE_ROWS)
     with threadpool_limits(1):  # a 1-D fit gains nothing from threads; on a shared machine they cost seconds
         gm = GaussianMixture(2, n_init=5, random_state=seed).fit(a[:, None])
     lo, hi = np.argsort(gm.means_[:, 0])
@@ -299,6 +367,17 @@ def _with_ties(ev: Evidence, below: np.ndarray, threshold: float, n_errors: int)
     return flag
 
 
+def lowest(aum: np.ndarray, n: int) -> tuple[np.ndarray, float]:
+    """The ``n`` rows of lowest AUM (stable order) and a cut between them and the rest."""
+    flag = np.zeros(len(aum), dtype=bool)
+    if n <= 0:
+        return flag, float(np.min(aum)) - 1.0 if len(aum) else 0.0
+    order = np.argsort(aum, kind="stable")
+    flag[order[:n]] = True
+    last = float(aum[order[n - 1]])
+    return flag, (last + float(aum[order[n]])) / 2 if n < len(aum) else last + 1.0
+
+
 def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Score every row of the dataset for a wrong label, from a run's ledger.
 
@@ -325,9 +404,14 @@ def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tu
     if n_classes is None:
         n_classes = int(probs.shape[2]) if probs is not None else int(y.max()) + 1
     k = int(n_classes)
-    window, train, held = window_evidence(ledger, y, k)
+    window, train, held = window_evidence(ledger, y, k)  # how many are wrong: the memorisation window
+    rank_window = separating_window(ledger, y, window)  # which ones: the window that separates them best
+    if (rank_window.start, rank_window.stop) == (window.start, window.stop):
+        r_train, r_held = train, held
+    else:
+        _, r_train, r_held = window_evidence(ledger, y, k, rank_window)
     # one logistic scale for all rows: the typical spread of the training rows' AUM
-    scale = float(np.median(np.abs(train.aum - np.median(train.aum)))) or 1.0
+    scale = float(np.median(np.abs(r_train.aum - np.median(r_train.aum)))) or 1.0
     n = len(y)
     out = pd.DataFrame({
         "label_score": np.full(n, np.nan), "label_issue": np.zeros(n, bool), "suggested_label": y.copy(),
@@ -336,40 +420,44 @@ def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tu
         "split": np.full(n, "", dtype=object)})
     threshold = error_threshold(train.aum)
     summary: dict[str, Any] = {
-        "method": "area under the margin over the epochs before memorisation; flagged below the error "
-                  "threshold (zero, or the lower boundary of a two-group mixture of the AUM)",
+        "method": "as many rows as the area under the margin over the epochs before memorisation puts below "
+                  "the error threshold (zero, or the lower boundary of a two-group mixture of the AUM), taken "
+                  "lowest first by the AUM over the window that separates the two groups best",
         "threshold_aum": round(threshold.aum, 4),
         "threshold": {"reason": threshold.reason, "group_means": [round(m, 4) for m in threshold.means],
                       "group_weights": [round(w, 4) for w in threshold.weights]},
         "window": {"start": window.start, "stop": window.stop, "epochs": window.n_epochs, "reason": window.reason},
+        "rank_window": {"start": rank_window.start, "stop": rank_window.stop, "reason": rank_window.reason},
     }
-    groups = [("train", train, probs if probs is not None else None)]
+    groups = [("train", train, r_train, probs if probs is not None else None)]
     if held is not None:
-        groups.append(("heldout", held, ledger.heldout_probs))
-    for name, ev, seq in groups:
+        groups.append(("heldout", held, r_held, ledger.heldout_probs))
+    for name, ev, rv, seq in groups:
         # held-out rows too: the same model, the same boundary; the ties and the confident joint are
-        # computed once here and serve the flag and the summary
+        # computed once here and serve the count and the summary
         tied = tied_with_given(ev)
         below = (ev.aum < threshold.aum) & ~tied  # step 3 (_flag)
         cj = confident_joint_counts(ev.mean_probs, ev.y, k)
-        flag = _with_ties(ev, below, threshold.aum, int(round(cj.sum() - np.trace(cj))))
-        score = _logistic_score(ev.aum, threshold.aum, scale)
-        score[~flag] = np.minimum(score[~flag], 0.499)  # near ties left unflagged stay under the line: ambiguous
-        rows = np.arange(len(ev.y))
-        argmax = ev.mean_probs.argmax(1)
-        suggested = np.where(flag & (argmax == ev.y), _best_other(ev.mean_probs, ev.y), argmax)
-        onehot = np.zeros_like(ev.mean_probs)
-        onehot[rows, ev.y] = 1.0
+        counted = _with_ties(ev, below, threshold.aum, int(round(cj.sum() - np.trace(cj))))
+        flag, cut = lowest(rv.aum, int(counted.sum()))
+        score = _logistic_score(rv.aum, cut, scale)
+        score[~flag] = np.minimum(score[~flag], 0.499)  # label_score >= 0.5 is exactly label_issue
+        score[flag] = np.maximum(score[flag], 0.5)
+        rows = np.arange(len(rv.y))
+        argmax = rv.mean_probs.argmax(1)
+        suggested = np.where(flag & (argmax == rv.y), _best_other(rv.mean_probs, rv.y), argmax)
+        onehot = np.zeros_like(rv.mean_probs)
+        onehot[rows, rv.y] = 1.0
         if seq is not None:
             conf, var, forget = _rows_stats(seq, ev.y, window.n_epochs)
         else:
             pg = np.asarray(ledger.p_given, dtype=np.float32)
             conf, var, forget = pg.mean(0), pg.std(0), _forgetting(ledger.pred, ev.y)
-        _fill(out, ev.rows, name, score, flag, suggested, ev.aum, ev.mean_probs[rows, ev.y],
-              np.linalg.norm(ev.mean_probs - onehot, axis=1), conf, var, forget)
+        _fill(out, ev.rows, name, score, flag, suggested, rv.aum, rv.mean_probs[rows, rv.y],
+              np.linalg.norm(rv.mean_probs - onehot, axis=1), conf, var, forget)
         summary[f"n_flagged_{name}"] = int(flag.sum())
         summary[f"n_negative_aum_{name}"] = int(((ev.aum < 0) & ~tied).sum())  # what a zero threshold would flag
-        summary[f"n_ties_flagged_{name}"] = int((flag & ~below).sum())  # step 4
+        summary[f"n_ties_flagged_{name}"] = int((counted & ~below).sum())  # step 4
         summary[f"flagged_rate_{name}"] = round(float(flag.mean()), 4)
         summary[f"estimated_noise_rate_{name}"] = round(float(1 - np.trace(cj) / max(cj.sum(), 1)), 4)
     summary["estimated_noise_rate"] = summary["estimated_noise_rate_train"]
