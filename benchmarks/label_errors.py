@@ -251,10 +251,11 @@ def one_setting(ds, name, kind, rate, seed, methods, plain_cache, tmp, keep=None
 def aggregate(results: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        groups.setdefault((r["dataset"], r["noise"], r["rate"]), []).append(r)
+        # the size is part of the setting: make_classification at 10,000 and at 50,000 rows are two
+        groups.setdefault((r["dataset"], r["n_train"], r["noise"], r["rate"]), []).append(r)
     rows = []
-    for (d, kind, rate), rs in groups.items():
-        row = {"dataset": d, "noise": kind, "rate": rate, "seeds": [r["seed"] for r in rs]}
+    for (d, n_train, kind, rate), rs in groups.items():
+        row = {"dataset": d, "n_train": n_train, "noise": kind, "rate": rate, "seeds": [r["seed"] for r in rs]}
         for m in METHODS:
             vals = [r["methods"][m] for r in rs if m in r["methods"]]
             if not vals:
@@ -271,7 +272,7 @@ def print_table(agg: list[dict]) -> None:
     print("\nF1 (mean ± std over seeds) | PR-AUC | time / plain fit")
     print(head)
     for r in agg:
-        name = f"{r['dataset']} {r['noise'][:9]} {int(r['rate'] * 100)}% (n={len(r['seeds'])})"
+        name = f"{r['dataset']}{r.get('n_train', '')} {r['noise'][:9]} {int(r['rate'] * 100)}% (n={len(r['seeds'])})"
         cells = []
         for m in methods:
             if m in r:

@@ -249,8 +249,8 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="settings run in parallel")
     p.add_argument("--out", default=None, help="result name under benchmarks/results (default repair)")
     p.add_argument("--keep", action="store_true", help="keep the run folders (printed) instead of deleting them")
-    p.add_argument("--baselines", default=None,
-                   help="an earlier result file: reuse its cleanlab and oracle accuracies for runs of the same "
+    p.add_argument("--baselines", nargs="+", default=[],
+                   help="earlier result files: reuse its cleanlab and oracle accuracies for runs of the same "
                         "setting, seed, split sizes and options (they do not depend on the repair code and are "
                         "deterministic for a seed); such runs are marked baselines_from and get no time ratio")
     a = p.parse_args(argv)
@@ -263,12 +263,13 @@ def main(argv=None) -> int:
     if a.keep:
         print(f"run folders: {workdir}")
     earlier: dict = {}
-    if a.baselines:
+    for f in a.baselines:  # the first file that measured a run wins
         import json
 
-        for r in json.loads(Path(a.baselines).read_text()).get("runs", []):
-            if "baselines_from" not in r and r.get("cleanlab") is not None:
-                earlier[(r["data"], r["noise"], r["rate"], r["seed"])] = {**r, "from": str(a.baselines)}
+        for r in json.loads(Path(f).read_text()).get("runs", []):
+            key = (r["data"], r["noise"], r["rate"], r["seed"])
+            if "baselines_from" not in r and r.get("cleanlab") is not None and key not in earlier:
+                earlier[key] = {**r, "from": str(f)}
     version = code_version()
     t0 = time.time()
     rows: list[dict] = []

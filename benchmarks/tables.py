@@ -16,7 +16,7 @@ def _ms(v) -> str:
 
 
 def label_table() -> str:
-    rows, wins, margins = [], 0, []
+    rows, wins, margins, behind = [], 0, [], []
     merged = RESULTS / "label_errors.json"  # the parts merged into one table, when present
     files = [merged] if merged.exists() else sorted(RESULTS.glob("label_errors_*.json"))
     n_results = n_copied = 0
@@ -34,8 +34,12 @@ def label_table() -> str:
             f1 = {m: r[m]["f1"][0] for m in present}
             best_cl = max((f1[m] for m in present if m.startswith("cleanlab")), default=float("nan"))
             wins += f1.get("trainyard", 0) >= best_cl
+            if f1.get("trainyard", 0) < best_cl:
+                behind.append(f"{r['dataset']} ({r.get('n_train', '?')} training rows) {r['noise']} {r['rate']:.0%}: "
+                              f"{f1.get('trainyard', 0):.3f} vs {best_cl:.3f}")
             margins.append(f1.get("trainyard", 0) - best_cl)
-            size = sizes.get(r["dataset"]) if r["dataset"] != "digits" else 1797
+            size = f"{r['n_train']:,} training rows" if "n_train" in r else \
+                (sizes.get(r["dataset"]) if r["dataset"] != "digits" else 1797)
             rows.append(f"| {r['dataset']} ({size}) | {r['noise']} | {r['rate']:.0%} | {len(r['seeds'])} | "
                         + " | ".join(_ms(r[m]["f1"]) if m in r else "—" for m in METHODS)
                         + f" | {_ms(r['trainyard']['pr_auc'])} | "
@@ -46,6 +50,8 @@ def label_table() -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|---|")
     tail = (f"\nTrainyard's F1 ≥ the best cleanlab variant on {wins} of {len(rows)} settings; mean margin over the best "
             f"cleanlab variant {sum(margins) / max(len(margins), 1):+.3f} F1.")
+    tail += (" **Behind the best cleanlab variant on the mean over the seeds:** " + "; ".join(behind) + "."
+             if behind else " Behind on none of them (mean over the seeds).")
     if n_copied:
         tail += (f" On {n_copied} of {n_results} runs (setting × seed) the cleanlab columns were measured in an earlier run "
                  "of the same seeded split, flips and folds and copied (`--baselines`, marked `from` in the file).")
