@@ -13,7 +13,7 @@ import torch
 from trainyard.data import Dataset, inject_label_noise, load, make_splits
 from trainyard.errors import DataError
 from trainyard.repair import Mixup, ImageAugment, RoundInput, drop, rebalance, relabel, repair, reweight
-from trainyard.repair.evidence import corrected_accuracy, noise_transition, row_scores
+from trainyard.repair.evidence import corrected_accuracy, noise_transition, row_scores, usable, usable_transition
 from trainyard.repair.loop import _restrict
 from trainyard.repair.reviewed import apply_reviewed
 
@@ -182,6 +182,27 @@ def test_corrected_accuracy_recovers_the_clean_accuracy():
     sym = np.full((k, k), 0.1) + np.eye(k) * 0.5
     better = np.where(rng.random(n) < 0.9, truth, pred)
     assert row_scores(better, given, sym).mean() > row_scores(pred, given, sym).mean()
+
+
+def test_a_transition_just_under_the_line_is_shrunk_not_dropped():
+    """Class-conditional noise estimated at 40 % with one class at 54 %: the raw estimate is not usable
+    (that class mostly mislabelled), the least shrinkage towards the identity is, and the corrected
+    accuracy it gives is still far nearer the truth than the plain accuracy on the noisy labels."""
+    rng = np.random.default_rng(1)
+    n, k = 40_000, 5
+    truth = rng.integers(0, k, n)
+    rate = np.where(truth == 2, 0.54, 0.4)
+    given = np.where(rng.random(n) < rate, (truth + 1) % k, truth)
+    pred = np.where(rng.random(n) < 0.9, truth, (truth + 1) % k)
+    T = noise_transition(truth, given, k, prior=0)
+    assert not usable(T)
+    S = usable_transition(T)
+    assert usable(S) and np.diag(S).min() >= 0.5 and np.diag(S).min() < 0.55  # the least shrinkage
+    assert np.allclose(S.sum(1), 1)
+    plain = float((pred == given).mean())
+    assert abs(corrected_accuracy(pred, given, S) - 0.9) < abs(plain - 0.9) / 3
+    good = noise_transition(truth, np.where(rng.random(n) < 0.2, (truth + 1) % k, truth), k)
+    assert usable_transition(good) is good
 
 
 # -- policies on a hand-made round ---------------------------------------------------------------------

@@ -443,18 +443,20 @@ def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tu
         score = _logistic_score(rv.aum, cut, scale)
         score[~flag] = np.minimum(score[~flag], 0.499)  # label_score >= 0.5 is exactly label_issue
         score[flag] = np.maximum(score[flag], 0.5)
-        rows = np.arange(len(rv.y))
-        argmax = rv.mean_probs.argmax(1)
-        suggested = np.where(flag & (argmax == rv.y), _best_other(rv.mean_probs, rv.y), argmax)
-        onehot = np.zeros_like(rv.mean_probs)
-        onehot[rows, rv.y] = 1.0
+        # the class the model believes, from the memorisation window: over the longer ranking window it
+        # has partly learnt a systematic flip, and its top class for a flipped row drifts to the given one
+        rows = np.arange(len(ev.y))
+        argmax = ev.mean_probs.argmax(1)
+        suggested = np.where(flag & (argmax == ev.y), _best_other(ev.mean_probs, ev.y), argmax)
+        onehot = np.zeros_like(ev.mean_probs)
+        onehot[rows, ev.y] = 1.0
         if seq is not None:
             conf, var, forget = _rows_stats(seq, ev.y, window.n_epochs)
         else:
             pg = np.asarray(ledger.p_given, dtype=np.float32)
             conf, var, forget = pg.mean(0), pg.std(0), _forgetting(ledger.pred, ev.y)
-        _fill(out, ev.rows, name, score, flag, suggested, rv.aum, rv.mean_probs[rows, rv.y],
-              np.linalg.norm(rv.mean_probs - onehot, axis=1), conf, var, forget)
+        _fill(out, ev.rows, name, score, flag, suggested, rv.aum, ev.mean_probs[rows, ev.y],
+              np.linalg.norm(ev.mean_probs - onehot, axis=1), conf, var, forget)
         summary[f"n_flagged_{name}"] = int(flag.sum())
         summary[f"n_negative_aum_{name}"] = int(((ev.aum < 0) & ~tied).sum())  # what a zero threshold would flag
         summary[f"n_ties_flagged_{name}"] = int((counted & ~below).sum())  # step 4

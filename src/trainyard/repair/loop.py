@@ -30,7 +30,7 @@ from .augment import augment
 from .auto import auto
 from .crossfit import FOLDS, confident_flags, crossfit_probs
 from .drop import drop
-from .evidence import consensus_probs, noise_transition, paired_difference, row_scores
+from .evidence import consensus_probs, noise_transition, paired_difference, row_scores, usable_transition
 from .outputs import write_outputs, write_samples
 from .plan import Plan, RoundInput
 from .rebalance import rebalance
@@ -152,7 +152,8 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
     s0 = evidence["samples"]
     flagged0 = s0["label_issue"].to_numpy(bool) & (s0["suggested_code"].to_numpy(np.int64) >= 0)
     true_guess = np.where(flagged0, s0["suggested_code"].to_numpy(np.int64), dev.y)
-    transition = noise_transition(true_guess, dev.y, k)
+    estimated = noise_transition(true_guess, dev.y, k)
+    transition = usable_transition(estimated)
     oof = None
     if policy == "auto" and crossfit_folds >= 2 and (state.in_train & ~exempt).any():
         # out-of-fold probabilities for the first round's crossfit candidates. They are not used for
@@ -291,7 +292,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
         final = _State(np.where(exempt, reviewed_labels, dev.y), states[0].in_train)
     kept_out = {int(i): quarantine[int(i)] for i in np.flatnonzero(~final.in_train & ~is_val)}
     report = _report(policy, chosen, records, test_metrics, fits, kept_out, final, dev, is_val, review_summary,
-                     transition, splits, time.time() - t_start)
+                     estimated, splits, time.time() - t_start)
     repaired = write_outputs(run, ds, splits, dev_idx, final.labels, ~(final.in_train | is_val), kept_out, exempt,
                              evidence["samples"], target, test is not None)
     write_samples(run, diag0.samples)
