@@ -250,7 +250,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="result name under benchmarks/results (default repair)")
     p.add_argument("--keep", action="store_true", help="keep the run folders (printed) instead of deleting them")
     p.add_argument("--baselines", nargs="+", default=[],
-                   help="earlier result files: reuse its cleanlab and oracle accuracies for runs of the same "
+                   help="earlier result files: reuse their cleanlab and oracle accuracies for runs of the same "
                         "setting, seed, split sizes and options (they do not depend on the repair code and are "
                         "deterministic for a seed); such runs are marked baselines_from and get no time ratio")
     a = p.parse_args(argv)

@@ -115,21 +115,32 @@ def _spread_subset(a: np.ndarray, rows: int) -> np.ndarray:
     return a[np.linspace(0, len(a) - 1, rows).round().astype(np.int64)]
 
 
-def separation(aum: np.ndarray, seed: int = 0) -> float:
-    """Ashman's D of a two-component Gaussian mixture of the AUM: how far apart its two groups are
-    (sqrt(2) |mean gap| / sqrt(var_low + var_high); >= 2 reads as two groups clearly apart)."""
+def _two_groups(aum: np.ndarray, seed: int = 0):
+    """A two-component Gaussian mixture of the finite AUM values (best of five starts, on at most
+    ``MIXTURE_ROWS`` evenly spaced rows); None when there are too few rows or no spread."""
     from sklearn.mixture import GaussianMixture
     from threadpoolctl import threadpool_limits
 
     a = np.asarray(aum, dtype=np.float64)
     a = a[np.isfinite(a)]
     if len(a) < 20 or np.ptp(a) <= 1e-6:
-        return 0.0
+        return None
     a = _spread_subset(a, MIXTURE_ROWS)
-    with threadpool_limits(1):  # a 1-D fit gains nothing from threads
-        gm = GaussianMixture(2, n_init=5, random_state=seed).fit(a[:, None])
+    with threadpool_limits(1):  # a 1-D fit gains nothing from threads; on a shared machine they cost seconds
+        return GaussianMixture(2, n_init=5, random_state=seed).fit(a[:, None])
+
+
+def _ashman_d(gm) -> float:
+    """sqrt(2) |mean gap| / sqrt(var_low + var_high) of a two-component mixture."""
     var = gm.covariances_.reshape(-1)
     return float(np.sqrt(2) * abs(gm.means_[1, 0] - gm.means_[0, 0]) / np.sqrt(var.sum()))
+
+
+def separation(aum: np.ndarray, seed: int = 0) -> float:
+    """Ashman's D of a two-component Gaussian mixture of the AUM: how far apart its two groups are
+    (>= ``SEPARATED`` reads as two groups clearly apart); 0 when no mixture can be fitted."""
+    gm = _two_groups(aum, seed)
+    return 0.0 if gm is None else _ashman_d(gm)
 
 
 def separating_window(ledger: Any, y: np.ndarray, base: Window | None = None) -> Window:
@@ -287,8 +298,6 @@ def tied_with_given(ev: Evidence) -> np.ndarray:
     return (ratio >= NEAR_TIE) | (unresolved & (ratio >= 0.5))
 
 
-
-
 @dataclass
 class Threshold:
     """The AUM below which a row is flagged, and the two groups of the mixture that placed it."""
@@ -313,24 +322,16 @@ def error_threshold(aum: np.ndarray, seed: int = 0) -> Threshold:
         >>> -2 < t.aum <= 0
         True
     """
-    from sklearn.mixture import GaussianMixture
-    from threadpoolctl import threadpool_limits
-
-    a = np.asarray(aum, dtype=np.float64)
-    a = a[np.isfinite(a)]
-    if len(a) < 20 or np.ptp(a) <= 1e-6:
+    gm = _two_groups(aum, seed)
+    if gm is None:
         return Threshold(0.0, reason="too few rows or no spread: zero")
-    a = _spread_subset(a, MIXTURE_ROWS)
-    with threadpool_limits(1):  # a 1-D fit gains nothing from threads; on a shared machine they cost seconds
-        gm = GaussianMixture(2, n_init=5, random_state=seed).fit(a[:, None])
     lo, hi = np.argsort(gm.means_[:, 0])
     grid = np.linspace(gm.means_[lo, 0], gm.means_[hi, 0], 2001)
     low_more_likely = gm.predict_proba(grid[:, None])[:, lo] >= 0.5
     boundary = float(grid[np.argmin(low_more_likely)]) if not low_more_likely.all() else float(grid[-1])
     means = (float(gm.means_[lo, 0]), float(gm.means_[hi, 0]))
     weights = (float(gm.weights_[lo]), float(gm.weights_[hi]))
-    var = gm.covariances_.reshape(-1)
-    separation = float(np.sqrt(2) * (means[1] - means[0]) / np.sqrt(var[lo] + var[hi]))
+    separation = _ashman_d(gm)
     if separation < SEPARATED:
         return Threshold(0.0, means, weights, f"the groups overlap (Ashman's D {separation:.2f}): zero")
     if boundary >= 0:
