@@ -3,6 +3,8 @@
 and of the oracle trained on the true labels; gap recovered = (repaired - noisy) / (oracle - noisy).
 
     python benchmarks/repair.py [--quick] [--datasets digits,synthetic,fashion] [--jobs 2]
+    python benchmarks/repair.py --merge a.json b.json      # runs made separately, into one --out file
+    python benchmarks/repair.py --ablation [--datasets ...]  # noisy labels + mixup, no cleaning
 
 Protocol
   * Data: sklearn digits (1,797 8x8 images; split 50/20/30 so the test split has 539 rows),
@@ -20,6 +22,9 @@ Protocol
     where TrainyardClassifier trains the very same MLP with the same config and picks its best epoch
     on the same noisy validation rows.
   * Seeds 0, 1, 2: the seed sets the split, the noise and the training seed.
+  * ``--ablation``: the repair rounds train with mixup (alpha 0.2); how much of the gain is mixup alone?
+    One fit per setting and seed on the noisy labels with the same mixup and no cleaning, written to
+    ``repair_ablation.json`` (compare with ``noisy`` and ``repaired`` of the same seed).
 """
 from __future__ import annotations
 
@@ -118,6 +123,48 @@ def trainyard_classifier():
             return self.predict_proba(X).argmax(1)
 
     return TrainyardClassifier
+
+
+def ablation_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workdir: str) -> dict:
+    """Test accuracy of the model trained on the noisy labels with the repair rounds' mixup, no cleaning."""
+    import torch
+
+    torch.set_num_threads(1)
+    from trainyard.data import inject_label_noise
+    from trainyard.fitting import fit
+    from trainyard.repair.augment import Mixup
+    from trainyard.repair.loop import MIXUP_ALPHA
+
+    ds, splits, opts = dataset(name, seed, quick)
+    opts = {"model": "mlp", "seed": seed, "monitor": False, **opts}
+    dev = np.concatenate([splits.train, splits.val])
+    noisy_y, _ = inject_label_noise(ds.y, rate, kind, ds.n_classes, seed=seed, idx=dev)
+    tag = f"{name}-{kind}-{rate}-s{seed}-mixup"
+    res = fit(ds.with_labels(noisy_y), splits=splits, out=Path(workdir) / tag, write_report=False,
+              callbacks=[Mixup(MIXUP_ALPHA)], ledger=False, **opts)
+    # the test split's labels are the true ones (noise went into training and validation rows only)
+    return {"data": name, "noise": kind, "rate": rate, "seed": seed, "options": opts, "mixup": MIXUP_ALPHA,
+            "noisy_mixup": res.test_metrics["acc"]}
+
+
+def merge(files: list[str], name: str) -> int:
+    """One result file from several (later files win for the same setting and seed)."""
+    import json
+
+    runs: dict = {}
+    codes = []
+    for f in files:
+        d = json.loads(Path(f).read_text())
+        codes.append({"file": str(f), **(d.get("code") or {}), "complete": d.get("complete")})
+        for r in d.get("runs", []):
+            runs[(r["data"], r["noise"], r["rate"], r["seed"])] = {**r, "measured_in": Path(f).name}
+    rows = list(runs.values())
+    write_result(name, {"benchmark": "B2 repair gain", "machine": machine(), "code": codes[-1], "merged_from": codes,
+                        "protocol": __doc__, "complete": all(c["complete"] for c in codes),
+                        "summary": summarise(rows), "runs": rows})
+    print(table(summarise(rows)))
+    print(f"\n{len(rows)} runs from {len(files)} files; results: benchmarks/results/{name}.json")
+    return 0
 
 
 # -- one setting --------------------------------------------------------------------------------------
@@ -253,7 +300,12 @@ def main(argv=None) -> int:
                    help="earlier result files: reuse their cleanlab and oracle accuracies for runs of the same "
                         "setting, seed, split sizes and options (they do not depend on the repair code and are "
                         "deterministic for a seed); such runs are marked baselines_from and get no time ratio")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="combine earlier result files into --out and print the table")
+    p.add_argument("--ablation", action="store_true",
+                   help="only the noisy labels + mixup fits (no cleaning), into repair_ablation.json")
     a = p.parse_args(argv)
+    if a.merge:
+        return merge(a.merge, a.out or "repair")
     names = [d.strip() for d in a.datasets.split(",") if d.strip()]
     seeds = range(a.seeds if a.seeds is not None else (1 if a.quick else 3))
     noises = NOISES if not a.noise else [(k, float(r)) for k, r in (x.split(":") for x in a.noise.split(","))]
@@ -274,6 +326,16 @@ def main(argv=None) -> int:
     t0 = time.time()
     rows: list[dict] = []
     name = a.out or ("repair_quick" if a.quick else "repair")
+    if a.ablation:
+        name = a.out or "repair_ablation"
+        with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+            rows = [f.result() for f in [pool.submit(ablation_setting, *t, a.quick, workdir) for t in tasks]]
+        shutil.rmtree(workdir, ignore_errors=True)
+        write_result(name, {"benchmark": "B2 ablation: noisy labels + mixup", "machine": machine(), "code": version,
+                            "protocol": __doc__, "complete": True, "seconds": time.time() - t0, "runs": rows})
+        for r in rows:
+            print(f"{r['data']:<10}{r['noise']:<18}{r['rate']:<5} seed {r['seed']}: noisy+mixup {r['noisy_mixup']:.4f}")
+        return 0
 
     def save(final: bool) -> None:
         write_result(name, {"benchmark": "B2 repair gain", "machine": machine(), "code": version,

@@ -268,7 +268,7 @@ def test_augment_callbacks_change_the_batch_not_its_shape():
     state = SimpleNamespace(xb=xb.clone(), yb=torch.randint(0, 3, (16,)), config=TrainConfig())
     ImageAugment(p=1.0).before_batch(state, Control())
     assert state.xb.shape == xb.shape and not torch.allclose(state.xb, xb)
-    mix = Mixup(alpha=1.0)
+    mix = Mixup(alpha=1.0, clean_logits=False)
     state.xb = torch.rand(16, 4)
     before = state.xb.clone()
     mix.before_batch(state, Control())
@@ -278,6 +278,52 @@ def test_augment_callbacks_change_the_batch_not_its_shape():
     mix.after_loss(state, Control())
     assert state.xb.shape == before.shape and not torch.allclose(state.xb, before)
     assert float(state.loss) != plain
+
+
+def test_mixup_hands_each_rows_own_logits_to_the_ledger():
+    from types import SimpleNamespace
+
+    from trainyard.train import Control, TrainConfig
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3)).train()
+    clean = torch.rand(16, 4)
+    state = SimpleNamespace(xb=clean.clone(), yb=torch.randint(0, 3, (16,)), config=TrainConfig(), model=model)
+    mix = Mixup(alpha=1.0)
+    mix.before_batch(state, Control())
+    assert not torch.allclose(state.xb, clean)
+    state.logits = model(state.xb)  # the training forward, on the mixed batch
+    state.loss = torch.nn.functional.cross_entropy(state.logits, state.yb)
+    running = model[1].running_mean.clone()
+    mix.after_loss(state, Control())
+    assert state.loss.requires_grad  # the mixed loss still trains the model
+    assert model.training and torch.equal(model[1].running_mean, running)  # the extra pass moved no statistics
+    with torch.no_grad():
+        own = model.eval()(clean)
+    assert torch.allclose(state.logits, own)  # what the ledger reads: each row's own prediction
+
+
+def test_repair_rounds_train_with_mixup_unless_turned_off(monkeypatch, tmp_path):
+    import trainyard.fitting as fitting
+    from trainyard.repair.loop import _fit_round, _State
+    from trainyard.repair.plan import Plan
+
+    seen = []
+    monkeypatch.setattr(fitting, "fit", lambda *a, callbacks=(), **k: seen.append(list(callbacks)))
+    ds = Dataset(np.random.default_rng(0).random((20, 3), dtype=np.float32), np.arange(20) % 2, ["a", "b"],
+                 np.arange(20), "tabular")
+    state, is_val = _State(ds.y.copy(), np.arange(20) < 15), np.arange(20) >= 15
+    from trainyard.train import TrainConfig
+
+    for alpha in (0.2, 0.0):
+        _fit_round(tmp_path, ds, state, is_val, TrainConfig(), Plan(ds.y.copy(), np.zeros(20, bool)), True, alpha)
+    plan = Plan(ds.y.copy(), np.zeros(20, bool))
+    plan.callbacks.append(Mixup(1.0))  # the augment policy's own mixup is not doubled
+    _fit_round(tmp_path, ds, state, is_val, TrainConfig(), plan, True, 0.2)
+    assert [[type(c).__name__ for c in cbs] for cbs in seen] == [["Mixup"], [], ["Mixup"]]
+    assert seen[0][0].alpha == 0.2 and seen[2][0].alpha == 1.0
+    with pytest.raises(Exception, match="--mixup"):
+        repair(ds, splits=make_splits(ds.y, (0.6, 0.2, 0.2), seed=0), out=tmp_path / "bad", mixup=-1)
 
 
 # -- round selection ----------------------------------------------------------------------------

@@ -133,7 +133,7 @@ def cmd_repair(a: argparse.Namespace) -> int:
 
     res = repair(a.data, target=a.target, text=a.text, test=a.test, out=a.out, config=a.config, split=_split(a),
                  policy=a.policy, rounds=a.rounds, reviewed=a.reviewed, quiet=a.quiet,
-                 crossfit_folds=a.crossfit_folds, **_overrides(a))
+                 crossfit_folds=a.crossfit_folds, mixup=a.mixup, **_overrides(a))
     print_repair(res, _console())
     return 0
 
@@ -292,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crossfit-folds", type=int, default=4,
                    help="auto policy: first round also tries quarantining what this many cross-fitted models "
                         "flag out of fold (about folds-1 extra fits; 0 = off; default 4)")
+    p.add_argument("--mixup", type=float, default=0.2,
+                   help="repair rounds train with mixup of this alpha against the wrong labels a repair leaves "
+                        "(0 = off; default 0.2)")
     p.add_argument("--reviewed", help="CSV of id,decision from the review page, applied first")
 
     p = add("tune", cmd_tune, "hyperparameter search with Optuna (TPE + pruning, warm start, shared storage)")

@@ -41,20 +41,29 @@ class Mixup(Callback):
     ``x = lam * x + (1 - lam) * x[perm]``, and the loss is mixed the same way.
 
     The second loss term is plain cross-entropy: per-row and class weights apply to the first term only.
+
+    Args:
+        alpha: the Beta(alpha, alpha) the mixing weight is drawn from.
+        clean_logits: after the loss, replace ``state.logits`` by the model's (eval-mode, no-grad)
+            logits of the *unmixed* batch, so that what reads them later (the ledger, the training
+            accuracy) sees each row's own prediction, not that of a blend of two rows. Costs one
+            forward pass without gradients per batch; the label detector of a repair round needs it.
     """
 
     order = 5
 
-    def __init__(self, alpha: float = 0.2):
-        self.alpha = alpha
+    def __init__(self, alpha: float = 0.2, clean_logits: bool = True):
+        self.alpha, self.clean_logits = alpha, clean_logits
         self._perm: torch.Tensor | None = None
         self._lam = 1.0
+        self._clean: torch.Tensor | None = None
 
     def before_batch(self, state: State, control: Control) -> None:
         n = len(state.xb)
         # torch's generator, which the Trainer seeds per epoch: a rerun (or a resume) mixes the same way
         self._lam = float(torch.distributions.Beta(self.alpha, self.alpha).sample())
         self._perm = torch.randperm(n, device=state.xb.device)
+        self._clean = state.xb if self.clean_logits else None
         state.xb = self._lam * state.xb + (1 - self._lam) * state.xb[self._perm]
 
     def after_loss(self, state: State, control: Control) -> None:
@@ -62,6 +71,15 @@ class Mixup(Callback):
             return
         other = F.cross_entropy(state.logits.float(), state.yb[self._perm])
         state.loss = self._lam * state.loss + (1 - self._lam) * other / state.config.accumulate
+        if self._clean is not None:
+            # eval mode: a second training-mode pass would move BatchNorm's running statistics
+            model = state.model
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                state.logits = model(self._clean)
+            model.train(was_training)
+            self._clean = None
 
 
 def thin_classes(inp: RoundInput) -> list[str]:
