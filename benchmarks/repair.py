@@ -298,8 +298,8 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the run folders (printed) instead of deleting them")
     p.add_argument("--baselines", nargs="+", default=[],
                    help="earlier result files: reuse their cleanlab and oracle accuracies for runs of the same "
-                        "setting, seed, split sizes and options (they do not depend on the repair code and are "
-                        "deterministic for a seed); such runs are marked baselines_from and get no time ratio")
+                        "setting, seed, split sizes and options (they do not depend on the repair code and came out "
+                        "the same on rerun but for one cleanlab run); such runs are marked baselines_from and get no time ratio")
     p.add_argument("--merge", nargs="+", metavar="JSON", help="combine earlier result files into --out and print the table")
     p.add_argument("--ablation", action="store_true",
                    help="only the noisy labels + mixup fits (no cleaning), into repair_ablation.json")
