@@ -315,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         parts = [json.loads(Path(f).read_text()) for f in a.merge]
         results = [r for part in parts for r in part["results"]]
         write_json(Path(a.out), {**{k: v for k, v in parts[0].items() if k not in ("results", "table", "args")},
-                                 "merged_from": [{"file": f, "args": part["args"]} for f, part in zip(a.merge, parts)],
+                                 # a merged file brings the list of the files it was merged from
+                                 "merged_from": [m for f, part in zip(a.merge, parts) for m in
+                                                 part.get("merged_from") or [{"file": f, "args": part.get("args")}]],
                                  "results": results, "table": aggregate(results)})
         print_table(aggregate(results))
         return 0
