@@ -125,26 +125,48 @@ def trainyard_classifier():
     return TrainyardClassifier
 
 
+def noisy_setting(name: str, kind: str, rate: float, seed: int, quick: bool):
+    """The data, splits and training options of one setting and seed, and its noisy labels (training and
+    validation rows flipped, test rows true) with the flipped-row mask."""
+    from trainyard.data import inject_label_noise
+
+    ds, splits, opts = dataset(name, seed, quick)
+    # the model monitor (per-layer health) is off: it costs time and no method here reads it
+    opts = {"model": "mlp", "seed": seed, "monitor": False, **opts}
+    dev = np.concatenate([splits.train, splits.val])
+    noisy_y, flipped = inject_label_noise(ds.y, rate, kind, ds.n_classes, seed=seed, idx=dev)
+    return ds, splits, opts, noisy_y, flipped
+
+
 def ablation_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workdir: str) -> dict:
     """Test accuracy of the model trained on the noisy labels with the repair rounds' mixup, no cleaning."""
     import torch
 
     torch.set_num_threads(1)
-    from trainyard.data import inject_label_noise
     from trainyard.fitting import fit
     from trainyard.repair.augment import Mixup
     from trainyard.repair.loop import MIXUP_ALPHA
 
-    ds, splits, opts = dataset(name, seed, quick)
-    opts = {"model": "mlp", "seed": seed, "monitor": False, **opts}
-    dev = np.concatenate([splits.train, splits.val])
-    noisy_y, _ = inject_label_noise(ds.y, rate, kind, ds.n_classes, seed=seed, idx=dev)
+    ds, splits, opts, noisy_y, _ = noisy_setting(name, kind, rate, seed, quick)
     tag = f"{name}-{kind}-{rate}-s{seed}-mixup"
     res = fit(ds.with_labels(noisy_y), splits=splits, out=Path(workdir) / tag, write_report=False,
               callbacks=[Mixup(MIXUP_ALPHA)], ledger=False, **opts)
     # the test split's labels are the true ones (noise went into training and validation rows only)
     return {"data": name, "noise": kind, "rate": rate, "seed": seed, "options": opts, "mixup": MIXUP_ALPHA,
             "noisy_mixup": res.test_metrics["acc"]}
+
+
+def ablation(tasks: list, a: argparse.Namespace, workdir: str) -> int:
+    """``--ablation``: the noisy labels + mixup fits, into ``repair_ablation.json`` (or ``--out``)."""
+    t0, version = time.time(), code_version()
+    with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+        rows = [f.result() for f in [pool.submit(ablation_setting, *t, a.quick, workdir) for t in tasks]]
+    write_result(a.out or "repair_ablation", {"benchmark": "B2 ablation: noisy labels + mixup", "machine": machine(),
+                                              "code": version, "protocol": __doc__, "complete": True,
+                                              "seconds": time.time() - t0, "runs": rows})
+    for r in rows:
+        print(f"{r['data']:<10}{r['noise']:<18}{r['rate']:<5} seed {r['seed']}: noisy+mixup {r['noisy_mixup']:.4f}")
+    return 0
 
 
 def merge(files: list[str], name: str) -> int:
@@ -177,15 +199,10 @@ def run_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workd
     torch.set_num_threads(1)
     from cleanlab.classification import CleanLearning
 
-    from trainyard.data import inject_label_noise
     from trainyard.fitting import fit
     from trainyard.repair import repair
 
-    ds, splits, opts = dataset(name, seed, quick)
-    # the model monitor (per-layer health) is off: it costs time and no method here reads it
-    opts = {"model": "mlp", "seed": seed, "monitor": False, **opts}
-    dev = np.concatenate([splits.train, splits.val])
-    noisy_y, flipped = inject_label_noise(ds.y, rate, kind, ds.n_classes, seed=seed, idx=dev)
+    ds, splits, opts, noisy_y, flipped = noisy_setting(name, kind, rate, seed, quick)
     noisy = ds.with_labels(noisy_y)
     tag = f"{name}-{kind}-{rate}-s{seed}"
     y_test = ds.y[splits.test]
@@ -314,6 +331,12 @@ def main(argv=None) -> int:
     workdir = tempfile.mkdtemp(prefix="trainyard-bench-repair-")
     if a.keep:
         print(f"run folders: {workdir}")
+    if a.ablation:
+        try:
+            return ablation(tasks, a, workdir)
+        finally:
+            if not a.keep:
+                shutil.rmtree(workdir, ignore_errors=True)
     earlier: dict = {}
     for f in a.baselines:  # the first file that measured a run wins
         import json
@@ -326,16 +349,6 @@ def main(argv=None) -> int:
     t0 = time.time()
     rows: list[dict] = []
     name = a.out or ("repair_quick" if a.quick else "repair")
-    if a.ablation:
-        name = a.out or "repair_ablation"
-        with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-            rows = [f.result() for f in [pool.submit(ablation_setting, *t, a.quick, workdir) for t in tasks]]
-        shutil.rmtree(workdir, ignore_errors=True)
-        write_result(name, {"benchmark": "B2 ablation: noisy labels + mixup", "machine": machine(), "code": version,
-                            "protocol": __doc__, "complete": True, "seconds": time.time() - t0, "runs": rows})
-        for r in rows:
-            print(f"{r['data']:<10}{r['noise']:<18}{r['rate']:<5} seed {r['seed']}: noisy+mixup {r['noisy_mixup']:.4f}")
-        return 0
 
     def save(final: bool) -> None:
         write_result(name, {"benchmark": "B2 repair gain", "machine": machine(), "code": version,
