@@ -241,17 +241,18 @@ def test_ties_from_a_learned_flip_are_flagged_when_the_confident_joint_counts_th
     assert (wrong_labels(ev, 0.0, 2) == flipped).all()
 
 
-def _window_ledger(wrong_mean, confusable_mean, seed=5, n=2000, m=400, e_total=20, row_sd=0.3):
+def _window_ledger(wrong_mean, confusable_mean, later_heldout, seed=5, n=2000, m=400, e_total=20, row_sd=0.3):
     """A ledger with 20 % wrong labels and 15 % clean but confusable rows (margins given per epoch), right
-    labels rising to a margin of 4, and a held-out dip at epoch 4 that ends the memorisation window."""
+    labels rising to a margin of 4, a held-out dip at epoch 4 that ends the memorisation window, and
+    held-out accuracy ``later_heldout`` from epoch 6 on."""
     rng = np.random.default_rng(seed)
     kind = rng.permutation(np.r_[np.full(400, 2), np.full(300, 1), np.zeros(n - 700)].astype(int))
     epoch = np.arange(e_total)[:, None]
     means = np.hstack([np.minimum(0.5 * epoch, 4.0), confusable_mean(epoch), wrong_mean(epoch)])  # (epochs, 3)
     margin = means[:, kind]
     margin = margin + row_sd * rng.normal(size=n)[None, :] + 0.3 * rng.normal(size=(e_total, n))
-    ledger, y = _fake_ledger([.5, .7, .8] + [.8] * (e_total - 3), [.85, .9, .9, .8] + [.8] * (e_total - 4),
-                             n=n, m=m)
+    ledger, y = _fake_ledger([.5, .7, .8] + [.8] * (e_total - 3),
+                             [.85, .9, .9, .8, .85] + [later_heldout] * (e_total - 5), n=n, m=m)
     ledger.margin = margin.astype(np.float32)
     ledger.pred = np.where(margin > 0, 0, 1).astype(np.int64)
     return ledger, y, kind == 2
@@ -265,11 +266,12 @@ def _memorisation_count(ledger, y):
 
 
 def test_count_read_over_the_ranking_window_when_the_memorisation_window_is_underfit():
-    """The held-out dip stops the memorisation window at epoch 4, while the confusable clean rows still
-    have a negative margin: counting there takes them for wrong labels. Later they are fitted while the
+    """A held-out dip stops the memorisation window at epoch 4, while the confusable clean rows still
+    have a negative margin: counting there takes them for wrong labels. Later held-out accuracy climbs
+    past the dip's (the model was under-fit, not memorising), the confusable rows are fitted while the
     wrong labels stay far below zero, the ranking window's groups are clearly apart, and its count holds."""
     ledger, y, wrong = _window_ledger(lambda e: -1.2 - 0.05 * e,
-                                      lambda e: np.where(e <= 4, -1.0, np.minimum(0.8 * (e - 4), 3.0)))
+                                      lambda e: np.where(e <= 4, -1.0, np.minimum(0.8 * (e - 4), 3.0)), 0.95)
     assert _memorisation_count(ledger, y) >= 1.5 * wrong.sum()  # the old count: wrong + confusable
     table, summary = label_issues(ledger, y, 3)
     assert summary["rank_threshold"]["recounted"]
@@ -279,11 +281,19 @@ def test_count_read_over_the_ranking_window_when_the_memorisation_window_is_unde
 
 
 def test_count_kept_when_the_ranking_window_has_learnt_the_flips():
-    """When the wrong labels are learnt as a pattern over the longer window, its groups overlap and its
-    (lower) count is not used: the count stays the memorisation window's."""
-    ledger, y, wrong = _window_ledger(lambda e: np.where(e <= 4, -1.0, np.minimum(-1.0 + 0.6 * (e - 4), 3.0)),
-                                      lambda e: np.where(e <= 4, -1.0, np.minimum(0.8 * (e - 4), 3.0)), row_sd=1.6)
+    """When the wrong labels are learnt as a pattern after the memorisation window (held-out accuracy
+    never regains its best: memorisation, not a dip), the longer window's lower count is not used, even
+    with its groups clearly apart; nor when its groups overlap. The count stays the memorisation window's."""
+    wrong_mean = lambda e: np.where(e <= 4, -1.0, np.minimum(-1.0 + 0.6 * (e - 4), 3.0))
+    confusable = lambda e: np.where(e <= 4, -1.0, np.minimum(0.8 * (e - 4), 3.0))
+    for later, row_sd in ((0.8, 0.8), (0.95, 1.6)):
+        ledger, y, wrong = _window_ledger(wrong_mean, confusable, later, row_sd=row_sd)
+        table, summary = label_issues(ledger, y, 3)
+        assert summary["rank_window"]["stop"] > summary["window"]["stop"]  # a longer window, not trusted
+        assert not summary["rank_threshold"]["recounted"], summary
+        assert int(table["label_issue"].to_numpy()[:len(wrong)].sum()) == _memorisation_count(ledger, y)
+    # the same ledger with held-out accuracy rising later and groups apart is recounted, lower
+    ledger, y, wrong = _window_ledger(wrong_mean, confusable, 0.95, row_sd=0.8)
     table, summary = label_issues(ledger, y, 3)
-    assert summary["rank_window"]["stop"] > summary["window"]["stop"]  # a longer window, not trusted
-    assert not summary["rank_threshold"]["recounted"], summary
-    assert int(table["label_issue"].to_numpy()[:len(wrong)].sum()) == _memorisation_count(ledger, y)
+    assert summary["rank_threshold"]["recounted"]
+    assert int(table["label_issue"].to_numpy()[:len(wrong)].sum()) < _memorisation_count(ledger, y)
