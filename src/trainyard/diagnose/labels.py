@@ -37,9 +37,9 @@ epoch 2 to 0.45 at epoch 30). So the detector:
    at most +0.002 on average on digits and on the 7,000-row set.
 
 6. the count of steps 3-4 is read over the ranking window too, and the smaller of the two kept, when the
-   memorisation window stopped while the model was still under-fit (``_underfit_at_stop``: held-out
-   accuracy later, inside the ranking window, beats every epoch of the memorisation window, so the
-   stop was a dip, not memorisation) and the ranking window's AUM splits into two groups clearly apart
+   memorisation window stopped at a dip of held-out accuracy while the model was still under-fit
+   (``_underfit_at_stop``: held-out accuracy later, inside the ranking window, beats every epoch of
+   the memorisation window) and the ranking window's AUM splits into two groups clearly apart
    (Ashman's D >= 2). Stopped that early, clean but confusable rows have a negative margin as well and
    the count runs high (Fashion-MNIST at 14,000 training rows, 10 % noise: 2,885 rows counted for
    1,400 flips, window stopped at epoch 4, held-out accuracy 0.79 there and 0.88 later); over the
@@ -77,6 +77,7 @@ class Window:
     reason: str
     train_acc: np.ndarray
     heldout_acc: np.ndarray | None
+    dip: bool = False  # stopped because held-out accuracy fell (not because training rows passed it)
 
 
 def memorisation_window(ledger: Any, y: np.ndarray) -> Window:
@@ -110,8 +111,9 @@ def memorisation_window(ledger: Any, y: np.ndarray) -> Window:
     reason = ("no memorisation seen: all epochs" if not len(late) else
               f"held-out accuracy falls at epoch {stop}" if hurt[stop] else
               f"training accuracy passes held-out accuracy at epoch {stop}")
+    dip = bool(len(late) and hurt[stop])
     stop = min(e_total, max(stop, start + MIN_WINDOW))
-    return Window(start, stop, e_total, reason, train_acc, heldout_acc)
+    return Window(start, stop, e_total, reason, train_acc, heldout_acc, dip)
 
 
 MIXTURE_ROWS = 20_000  # rows the threshold's 1-D mixture is fitted on (evenly spaced beyond that): cost stays flat
@@ -184,7 +186,7 @@ def separating_window(ledger: Any, y: np.ndarray, base: Window | None = None) ->
     best_stop, best_d = stops[best], float(ds[best])
     reason = (f"AUM groups most apart at epoch {best_stop} (Ashman's D {best_d:.2f}); "
               f"first sign of memorisation: {base.reason}")
-    return Window(base.start, best_stop, e_total, reason, base.train_acc, base.heldout_acc)
+    return Window(base.start, best_stop, e_total, reason, base.train_acc, base.heldout_acc, base.dip)
 
 
 def _mean_over(arr: Any, window: Window, dtype=np.float32) -> np.ndarray:
@@ -391,11 +393,13 @@ def count_wrong(ev: Evidence, threshold: float, n_classes: int) -> tuple[int, in
 
 
 def _underfit_at_stop(window: Window, rank_window: Window) -> bool:
-    """Whether the model did better on the held-out rows after the memorisation window stopped (within the
-    ranking window) than at any epoch inside it: the stop came at a dip, while the model was still
-    under-fit, not at memorisation."""
+    """Whether the memorisation window stopped at a dip of held-out accuracy that the model then made up:
+    later, within the ranking window, it did better on the held-out rows than at any epoch inside the
+    window, so at the stop it was still under-fit, not memorising. A stop because the training rows
+    passed the held-out ones is memorisation by its own sign and never counts here: with noisy held-out
+    labels, learning a systematic flip raises held-out accuracy against them too."""
     h = window.heldout_acc
-    if h is None or rank_window.stop <= window.stop:
+    if h is None or not window.dip or rank_window.stop <= window.stop:
         return False
     return bool(np.max(h[window.stop:rank_window.stop]) > np.max(h[:window.stop]))
 
