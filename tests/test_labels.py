@@ -262,7 +262,7 @@ def _memorisation_count(ledger, y):
     from trainyard.diagnose.labels import count_wrong, window_evidence
 
     _, ev, _ = window_evidence(ledger, y, 3)
-    return count_wrong(ev, error_threshold(ev.aum).aum, 3)[0]
+    return count_wrong(ev, error_threshold(ev.aum).aum, 3).n
 
 
 def test_count_read_over_the_ranking_window_when_the_memorisation_window_is_underfit():

@@ -361,10 +361,13 @@ def _flag(ev: Evidence, threshold: float = 0.0) -> np.ndarray:
     return (ev.aum < threshold) & ~tied_with_given(ev)
 
 
+def _off_diagonal(cj: np.ndarray) -> int:
+    return int(round(cj.sum() - np.trace(cj)))
+
+
 def estimated_errors(ev: Evidence, n_classes: int) -> int:
     """Number of wrong labels the confident joint of the window's mean probabilities counts."""
-    cj = confident_joint_counts(ev.mean_probs, ev.y, n_classes)
-    return int(round(cj.sum() - np.trace(cj)))
+    return _off_diagonal(confident_joint_counts(ev.mean_probs, ev.y, n_classes))
 
 
 def wrong_labels(ev: Evidence, threshold: float, n_classes: int) -> np.ndarray:
@@ -384,12 +387,24 @@ def _with_ties(ev: Evidence, below: np.ndarray, threshold: float, n_errors: int)
     return flag
 
 
-def count_wrong(ev: Evidence, threshold: float, n_classes: int) -> tuple[int, int, float]:
-    """Steps 3-4 over one window: ``(rows counted wrong, of them near ties, estimated noise rate)``."""
-    below = _flag(ev, threshold)
+@dataclass
+class Count:
+    """Steps 3-4 over one window."""
+
+    n: int  # rows counted wrong
+    n_ties: int  # of them, near ties added by step 4
+    n_negative: int  # rows a zero threshold would flag (negative AUM, not tied)
+    noise_rate: float  # the confident joint's estimate
+
+
+def count_wrong(ev: Evidence, threshold: float, n_classes: int) -> Count:
+    """Steps 3-4 (``wrong_labels``) as counts, with the near ties and the confident joint computed once."""
+    tied = tied_with_given(ev)
+    below = (ev.aum < threshold) & ~tied  # step 3 (_flag)
     cj = confident_joint_counts(ev.mean_probs, ev.y, n_classes)
-    counted = _with_ties(ev, below, threshold, int(round(cj.sum() - np.trace(cj))))
-    return int(counted.sum()), int((counted & ~below).sum()), float(1 - np.trace(cj) / max(cj.sum(), 1))
+    counted = _with_ties(ev, below, threshold, _off_diagonal(cj))
+    return Count(int(counted.sum()), int((counted & ~below).sum()), int(((ev.aum < 0) & ~tied).sum()),
+                 float(1 - np.trace(cj) / max(cj.sum(), 1)))
 
 
 def _underfit_at_stop(window: Window, rank_window: Window) -> bool:
@@ -471,19 +486,25 @@ def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tu
     groups = [("train", train, r_train, probs if probs is not None else None)]
     if held is not None:
         groups.append(("heldout", held, r_held, ledger.heldout_probs))
-    # step 6: the ranking window's count is trusted where its groups are clearly apart (see the docstring)
-    rank_threshold = threshold if r_train is train else error_threshold(r_train.aum)
-    recount = (r_train is not train and rank_threshold.separation >= SEPARATED
-               and _underfit_at_stop(window, rank_window))
-    summary["rank_threshold"] = {"aum": round(rank_threshold.aum, 4), "reason": rank_threshold.reason,
-                                 "recounted": bool(recount)}
+    # step 6 (see the docstring): the mixture of the ranking window is fitted only when the cheap test
+    # of the stop passes (it implies a longer, so different, ranking window)
+    recount, rank_threshold = False, None
+    if _underfit_at_stop(window, rank_window):
+        rank_threshold = error_threshold(r_train.aum)
+        recount = rank_threshold.separation >= SEPARATED
+    summary["rank_threshold"] = (
+        {"aum": round(rank_threshold.aum, 4), "reason": rank_threshold.reason, "recounted": recount}
+        if rank_threshold is not None else
+        {"aum": None, "reason": "not fitted: the memorisation window did not stop at a dip the model made up",
+         "recounted": False})
     for name, ev, rv, seq in groups:
         # held-out rows too: the same model, the same boundary
-        n_wrong, n_ties, noise_rate = count_wrong(ev, threshold.aum, k)
+        count = count_wrong(ev, threshold.aum, k)
+        n_wrong, n_ties = count.n, count.n_ties
         if recount:
-            n_rank, ties_rank, _ = count_wrong(rv, rank_threshold.aum, k)
-            if n_rank < n_wrong:
-                n_wrong, n_ties = n_rank, ties_rank
+            rank_count = count_wrong(rv, rank_threshold.aum, k)
+            if rank_count.n < n_wrong:
+                n_wrong, n_ties = rank_count.n, rank_count.n_ties
         flag, cut = lowest(rv.aum, n_wrong)
         score = _logistic_score(rv.aum, cut, scale)
         score[~flag] = np.minimum(score[~flag], 0.499)  # label_score >= 0.5 is exactly label_issue
@@ -503,10 +524,10 @@ def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tu
         _fill(out, ev.rows, name, score, flag, suggested, rv.aum, ev.mean_probs[rows, ev.y],
               np.linalg.norm(ev.mean_probs - onehot, axis=1), conf, var, forget)
         summary[f"n_flagged_{name}"] = int(flag.sum())
-        summary[f"n_negative_aum_{name}"] = int(((ev.aum < 0) & ~tied_with_given(ev)).sum())  # a zero threshold
+        summary[f"n_negative_aum_{name}"] = count.n_negative  # what a zero threshold would flag
         summary[f"n_ties_flagged_{name}"] = n_ties  # step 4
         summary[f"flagged_rate_{name}"] = round(float(flag.mean()), 4)
-        summary[f"estimated_noise_rate_{name}"] = round(noise_rate, 4)
+        summary[f"estimated_noise_rate_{name}"] = round(count.noise_rate, 4)
     summary["estimated_noise_rate"] = summary["estimated_noise_rate_train"]
     out.attrs["summary"] = summary
     return out, summary
