@@ -340,8 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         ds = load_dataset(name, a.synthetic_n, a.fashion_n)
         warm_up(ds)
         for seed in [int(s) for s in a.seeds.split(",")]:
-            for kind in a.noise.split(","):
-                for rate in [float(r) for r in a.rates.split(",")]:
+            # rate outer, noise kind inner: with --rates 0.2,... both kinds at 20 % come first, so a long
+            # run stopped early has whole rates done
+            for rate in [float(r) for r in a.rates.split(",")]:
+                for kind in a.noise.split(","):
                     with tempfile.TemporaryDirectory(prefix="ty-b1-") as tmp:
                         r = one_setting(ds, name, kind, rate, seed, methods, plain, tmp, a.keep_runs)
                     copy_baselines(r, a.baselines)

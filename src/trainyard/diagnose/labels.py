@@ -62,6 +62,7 @@ import numpy as np
 import pandas as pd
 
 from .registry import register
+from .mixture import fit_two_gaussians
 
 NEAR_TIE = 0.8  # two classes within 20% of each other's probability are a tie, not a preference
 MIN_WINDOW = 3  # epochs; fewer is too noisy (the first epoch's forward passes come from a model still learning)
@@ -131,18 +132,14 @@ def _spread_subset(a: np.ndarray, rows: int) -> np.ndarray:
 
 
 def _two_groups(aum: np.ndarray, seed: int = 0):
-    """A two-component Gaussian mixture of the finite AUM values (best of five starts, on at most
-    ``MIXTURE_ROWS`` evenly spaced rows); None when there are too few rows or no spread."""
-    from sklearn.mixture import GaussianMixture
-    from threadpoolctl import threadpool_limits
-
+    """A two-component Gaussian mixture of the finite AUM values (``mixture.fit_two_gaussians``, on at
+    most ``MIXTURE_ROWS`` evenly spaced rows); None when there are too few rows or no spread.
+    (best of five k-means starts)."""
     a = np.asarray(aum, dtype=np.float64)
     a = a[np.isfinite(a)]
     if len(a) < 20 or np.ptp(a) <= 1e-6:
         return None
-    a = _spread_subset(a, MIXTURE_ROWS)
-    with threadpool_limits(1):  # a 1-D fit gains nothing from threads; on a shared machine they cost seconds
-        return GaussianMixture(2, n_init=5, random_state=seed).fit(a[:, None])
+    return fit_two_gaussians(_spread_subset(a, MIXTURE_ROWS), seed=seed)
 
 
 def _ashman_d(gm) -> float:
