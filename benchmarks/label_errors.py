@@ -20,6 +20,7 @@ Usage:
   python benchmarks/label_errors.py --quick         # digits + synthetic:10000, 20 %, seed 0
   python benchmarks/label_errors.py --datasets digits --noise symmetric --rates 0.2 --seeds 0,1,2
   python benchmarks/label_errors.py --merge a.json b.json   # runs made in parallel, into one file
+        # (where two files hold the same setting and seed, the later file's run is kept)
   python benchmarks/label_errors.py --datasets digits --keep-runs runs/b1 \
       --methods trainyard,loss_rank --baselines benchmarks/results/label_errors_digits.json
         # our method only; the cleanlab entries are copied from an earlier file for the same setting and
@@ -308,12 +309,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baselines", nargs="+", metavar="JSON", default=[],
                     help="copy cleanlab entries not run now from these earlier files (same setting and seed)")
     ap.add_argument("--rescore", metavar="JSON", help="re-run our diagnosis on the runs kept for this result file")
+    ap.add_argument("--skip", default="", metavar="KIND:RATE,...",
+                    help="settings already measured for these seeds, e.g. symmetric:0.1 (resume a long grid)")
     a = ap.parse_args(argv)
     if a.rescore:
         return rescore(Path(a.rescore))
     if a.merge:
         parts = [json.loads(Path(f).read_text()) for f in a.merge]
-        results = [r for part in parts for r in part["results"]]
+        # a later file's run of the same setting and seed replaces an earlier one (a re-measure)
+        keyed = {(r["dataset"], r["noise"], r["rate"], r["seed"], r["n_train"]): r
+                 for part in parts for r in part["results"]}
+        results = list(keyed.values())
         write_json(Path(a.out), {**{k: v for k, v in parts[0].items() if k not in ("results", "table", "args")},
                                  # a merged file brings the list of the files it was merged from
                                  "merged_from": [m for f, part in zip(a.merge, parts) for m in
@@ -336,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             "args": vars(a), "split": "stratified 70/20/10, noise in the training split only"}
     results: list[dict] = []
     plain: dict = {}
+    skip = {f"{k}:{float(r):g}" for k, r in (s.split(":") for s in a.skip.split(",") if s)}
     for name in a.datasets.split(","):
         ds = load_dataset(name, a.synthetic_n, a.fashion_n)
         warm_up(ds)
@@ -344,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             # run stopped early has whole rates done
             for rate in [float(r) for r in a.rates.split(",")]:
                 for kind in a.noise.split(","):
+                    if f"{kind}:{rate:g}" in skip:
+                        continue
                     with tempfile.TemporaryDirectory(prefix="ty-b1-") as tmp:
                         r = one_setting(ds, name, kind, rate, seed, methods, plain, tmp, a.keep_runs)
                     copy_baselines(r, a.baselines)
