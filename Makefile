@@ -28,6 +28,7 @@ bench: $(STAMP)
 	@command -v apt-get >/dev/null 2>&1 && test ! -d /usr/share/datasets/fashion-mnist && (apt-get -qq update >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get -qq install -y dataset-fashion-mnist >/dev/null 2>&1) || true
 	for s in benchmarks/*.py; do echo "== $$s"; $(BIN)/python $$s || exit 1; done
 	echo "== benchmarks/repair.py --ablation"; $(BIN)/python benchmarks/repair.py --ablation
+	echo "== benchmarks/repair.py --ceiling"; $(BIN)/python benchmarks/repair.py --ceiling
 
 clean:
 	rm -rf $(VENV) build *.egg-info

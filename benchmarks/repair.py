@@ -5,6 +5,7 @@ and of the oracle trained on the true labels; gap recovered = (repaired - noisy)
     python benchmarks/repair.py [--quick] [--datasets digits,synthetic,fashion] [--jobs 2]
     python benchmarks/repair.py --merge a.json b.json      # runs made separately, into one --out file
     python benchmarks/repair.py --ablation [--datasets ...]  # noisy labels + mixup, no cleaning
+    python benchmarks/repair.py --ceiling [--datasets ...]   # what a perfect detector would win
 
 Protocol
   * Data: sklearn digits (1,797 8x8 images; split 50/20/30 so the test split has 539 rows),
@@ -25,6 +26,11 @@ Protocol
   * ``--ablation``: the repair rounds train with mixup (alpha 0.2); how much of the gain is mixup alone?
     One fit per setting and seed on the noisy labels with the same mixup and no cleaning, written to
     ``repair_ablation.json`` (compare with ``noisy`` and ``repaired`` of the same seed).
+  * ``--ceiling``: how much of the gap a repair could win if its detector were perfect. Per setting and
+    seed: the noisy fit (ledger on) and the oracle, then two fits with the repair rounds' mixup that
+    know which rows were flipped: those rows dropped, and those rows relabelled with the class our
+    diagnosis of the noisy run suggests for them. Written to ``repair_ceiling.json``. It separates
+    what detection costs from what the suggested classes and the lost rows cost.
 """
 from __future__ import annotations
 
@@ -156,16 +162,60 @@ def ablation_setting(name: str, kind: str, rate: float, seed: int, quick: bool, 
             "noisy_mixup": res.test_metrics["acc"]}
 
 
-def ablation(tasks: list, a: argparse.Namespace, workdir: str) -> int:
-    """``--ablation``: the noisy labels + mixup fits, into ``repair_ablation.json`` (or ``--out``)."""
-    t0, version = time.time(), code_version()
+def ceiling_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workdir: str) -> dict:
+    """Test accuracy with a perfect detector: the truly flipped training rows dropped, or relabelled with
+    the class our diagnosis suggests (see ``--ceiling`` in the module docstring)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from trainyard.data import Splits
+    from trainyard.diagnose.labels import label_issues
+    from trainyard.fitting import fit
+    from trainyard.monitor import read_ledger
+    from trainyard.repair.augment import Mixup
+    from trainyard.repair.loop import MIXUP_ALPHA
+
+    ds, splits, opts, noisy_y, flipped = noisy_setting(name, kind, rate, seed, quick)
+    tag = f"{name}-{kind}-{rate}-s{seed}"
+    base = fit(ds.with_labels(noisy_y), splits=splits, out=Path(workdir) / f"{tag}-noisy", write_report=False, **opts)
+    oracle = fit(ds, splits=splits, out=Path(workdir) / f"{tag}-oracle", write_report=False, ledger=False, **opts)
+    table_, _ = label_issues(read_ledger(base.run.path), noisy_y, ds.n_classes)
+    wrong = splits.train[flipped[splits.train]]
+    suggested = noisy_y.copy()
+    suggested[wrong] = table_["suggested_label"].to_numpy()[wrong]
+
+    def mixup_fit(labels, train_rows, suffix):
+        s = Splits(np.sort(train_rows), splits.val, splits.test)
+        return fit(ds.with_labels(labels), splits=s, out=Path(workdir) / f"{tag}-{suffix}", write_report=False,
+                   callbacks=[Mixup(MIXUP_ALPHA)], ledger=False, **opts).test_metrics["acc"]
+
+    acc = {"noisy": base.test_metrics["acc"], "oracle": oracle.test_metrics["acc"],
+           "drop_flipped": mixup_fit(noisy_y, np.setdiff1d(splits.train, wrong), "drop"),
+           "relabel_flipped_suggested": mixup_fit(suggested, splits.train, "relabel")}
+    gap = acc["oracle"] - acc["noisy"]
+    return {"data": name, "noise": kind, "rate": rate, "seed": seed, "options": opts, "mixup": MIXUP_ALPHA, **acc,
+            "n_flipped_train": int(len(wrong)),
+            "suggestion_accuracy": float((suggested[wrong] == ds.y[wrong]).mean()) if len(wrong) else None,
+            **{f"gap_recovered_{k}": ((acc[k] - acc["noisy"]) / gap if gap > 1e-9 else None)
+               for k in ("drop_flipped", "relabel_flipped_suggested")}}
+
+
+def extra_fits(kind: str, tasks: list, a: argparse.Namespace, workdir: str) -> int:
+    """``--ablation`` / ``--ceiling``: fits beside the repair, into ``repair_<kind>.json`` (or ``--out``)."""
+    one, title = {"ablation": (ablation_setting, "B2 ablation: noisy labels + mixup"),
+                  "ceiling": (ceiling_setting, "B2 ceiling: a perfect detector")}[kind]
+    t0, version, rows = time.time(), code_version(), []
     with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-        rows = [f.result() for f in [pool.submit(ablation_setting, *t, a.quick, workdir) for t in tasks]]
-    write_result(a.out or "repair_ablation", {"benchmark": "B2 ablation: noisy labels + mixup", "machine": machine(),
-                                              "code": version, "protocol": __doc__, "complete": True,
-                                              "seconds": time.time() - t0, "runs": rows})
-    for r in rows:
-        print(f"{r['data']:<10}{r['noise']:<18}{r['rate']:<5} seed {r['seed']}: noisy+mixup {r['noisy_mixup']:.4f}")
+        for f in [pool.submit(one, *t, a.quick, workdir) for t in tasks]:
+            rows.append(f.result())
+            r = rows[-1]
+            print(f"{r['data']:<10}{r['noise']:<18}{r['rate']:<5} seed {r['seed']}: "
+                  + "  ".join(f"{k} {v:.4f}" for k, v in r.items() if k not in ("rate", "seed", "mixup")
+                              and isinstance(v, float)), flush=True)
+            # written after every run: a long grid stopped early keeps what it measured
+            write_result(a.out or f"repair_{kind}", {"benchmark": title, "machine": machine(), "code": version,
+                                                     "protocol": __doc__, "complete": len(rows) == len(tasks),
+                                                     "seconds": time.time() - t0, "runs": rows})
     return 0
 
 
@@ -320,6 +370,8 @@ def main(argv=None) -> int:
     p.add_argument("--merge", nargs="+", metavar="JSON", help="combine earlier result files into --out and print the table")
     p.add_argument("--ablation", action="store_true",
                    help="only the noisy labels + mixup fits (no cleaning), into repair_ablation.json")
+    p.add_argument("--ceiling", action="store_true",
+                   help="only the perfect-detector fits (flipped rows dropped / relabelled), into repair_ceiling.json")
     a = p.parse_args(argv)
     if a.merge:
         return merge(a.merge, a.out or "repair")
@@ -331,9 +383,9 @@ def main(argv=None) -> int:
     workdir = tempfile.mkdtemp(prefix="trainyard-bench-repair-")
     if a.keep:
         print(f"run folders: {workdir}")
-    if a.ablation:
+    if a.ablation or a.ceiling:
         try:
-            return ablation(tasks, a, workdir)
+            return extra_fits("ablation" if a.ablation else "ceiling", tasks, a, workdir)
         finally:
             if not a.keep:
                 shutil.rmtree(workdir, ignore_errors=True)

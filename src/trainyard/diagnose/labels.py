@@ -132,9 +132,9 @@ def _spread_subset(a: np.ndarray, rows: int) -> np.ndarray:
 
 
 def _two_groups(aum: np.ndarray, seed: int = 0):
-    """A two-component Gaussian mixture of the finite AUM values (``mixture.fit_two_gaussians``, on at
-    most ``MIXTURE_ROWS`` evenly spaced rows); None when there are too few rows or no spread.
-    (best of five k-means starts)."""
+    """A two-component Gaussian mixture of the finite AUM values (``mixture.fit_two_gaussians``: best of
+    five k-means starts, on at most ``MIXTURE_ROWS`` evenly spaced rows); None when there are too few
+    rows or no spread."""
     a = np.asarray(aum, dtype=np.float64)
     a = a[np.isfinite(a)]
     if len(a) < 20 or np.ptp(a) <= 1e-6:
