@@ -29,7 +29,14 @@ def label_table() -> str:
             methods_seen.add(r["methods"].get("trainyard", {}).get("summary", {}).get("method", "?"))
         args = [d["args"]] if "args" in d else [m["args"] for m in d.get("merged_from", [])]
         sizes = {ds: a.get(f"{ds}_n") for a in args for ds in a["datasets"].split(",")}
+        # a merged file lists a setting where its first run came from; keep data sets in file order and
+        # each data set's settings symmetric first, rate ascending, as the protocol lists them
+        first = {}
         for r in d["table"]:
+            first.setdefault((r["dataset"], r.get("n_train")), len(first))
+        table = sorted(d["table"], key=lambda r: (first[(r["dataset"], r.get("n_train"))],
+                                                  r["noise"] != "symmetric", r["rate"]))
+        for r in table:
             present = [m for m in METHODS if m in r]
             f1 = {m: r[m]["f1"][0] for m in present}
             best_cl = max((f1[m] for m in present if m.startswith("cleanlab")), default=float("nan"))
