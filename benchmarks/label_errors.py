@@ -26,6 +26,8 @@ Usage:
         # our method only; the cleanlab entries are copied from an earlier file for the same setting and
         # seed (same split, same flipped rows, same folds: their inputs do not depend on our method),
         # marked "from": that file; our training runs are kept for --rescore
+  python benchmarks/label_errors.py --datasets fashion --seeds 1 --skip symmetric:0.1,symmetric:0.2
+        # resume a grid: the listed noise-kind:rate settings (already measured elsewhere) are left out
   python benchmarks/label_errors.py --rescore benchmarks/results/label_errors_digits.json
         # re-run only the diagnosis (a pure function of the ledger) on the kept runs with the current
         # code, keeping the measured fit and plain-fit times; marks the file "rescored"
