@@ -4,6 +4,7 @@ and of the oracle trained on the true labels; gap recovered = (repaired - noisy)
 
     python benchmarks/repair.py [--quick] [--datasets digits,synthetic,fashion] [--jobs 2]
     python benchmarks/repair.py --merge a.json b.json      # runs made separately, into one --out file
+                                                           # (also for --ablation / --ceiling files)
     python benchmarks/repair.py --ablation [--datasets ...]  # noisy labels + mixup, no cleaning
     python benchmarks/repair.py --ceiling [--datasets ...]   # what a perfect detector would win
 
@@ -231,10 +232,15 @@ def merge(files: list[str], name: str) -> int:
         for r in d.get("runs", []):
             runs[(r["data"], r["noise"], r["rate"], r["seed"])] = {**r, "measured_in": Path(f).name}
     rows = list(runs.values())
-    write_result(name, {"benchmark": "B2 repair gain", "machine": machine(), "code": codes[-1], "merged_from": codes,
-                        "protocol": __doc__, "complete": all(c["complete"] for c in codes),
-                        "summary": summarise(rows), "runs": rows})
-    print(table(summarise(rows)))
+    titles = {json.loads(Path(f).read_text()).get("benchmark", "") for f in files}
+    extra = len(titles) == 1 and titles.pop().startswith(("B2 ceiling", "B2 ablation"))
+    result = {"benchmark": json.loads(Path(files[-1]).read_text())["benchmark"] if extra else "B2 repair gain",
+              "machine": machine(), "code": codes[-1], "merged_from": codes, "protocol": __doc__,
+              "complete": all(c["complete"] for c in codes), "runs": rows}
+    if not extra:  # --ablation / --ceiling files have no repair columns to summarise
+        result["summary"] = summarise(rows)
+        print(table(result["summary"]))
+    write_result(name, result)
     print(f"\n{len(rows)} runs from {len(files)} files; results: benchmarks/results/{name}.json")
     return 0
 

@@ -228,6 +228,19 @@ def test_relabel_takes_only_clear_suggestions():
     assert plan.labels[1] == 1 and not plan.drop.any()
 
 
+def test_auto_variants_split_flagged_rows_between_relabel_and_quarantine():
+    from trainyard.repair.auto import auto
+
+    inp = _round()
+    gentle = _restrict(auto(inp), inp)  # row 2: no clear suggestion and label_score >= 0.9, so quarantined
+    assert np.flatnonzero(gentle.labels != inp.labels).tolist() == [1] and np.flatnonzero(gentle.drop).tolist() == [2]
+    trust = _restrict(auto(inp, prune=True, trust=True), inp)  # every flagged row takes its suggestion
+    assert np.flatnonzero(trust.labels != inp.labels).tolist() == [1, 2] and trust.labels[2] == 0
+    assert not trust.drop.any()
+    pruned = _restrict(auto(inp, prune=True, relabel=False), inp)
+    assert (pruned.labels == inp.labels).all() and np.flatnonzero(pruned.drop).tolist() == [1, 2]
+
+
 def test_drop_and_reweight_touch_only_editable_training_rows():
     inp = _round()
     d = _restrict(drop(inp), inp)
@@ -398,5 +411,5 @@ def test_crossfit_probs_are_out_of_fold_and_flag_class_conditional_flips(blobs, 
 def test_auto_repair_tries_the_crossfit_candidates_in_round_one(fixed):
     r1 = fixed.report["rounds"][1]
     names = [c["variant"] for c in r1.get("candidates", [])]
-    assert "crossfit" in names, names
+    assert {"crossfit", "trust"} <= set(names), names
     assert not (fixed.out / "crossfit").exists()

@@ -13,7 +13,7 @@ from .augment import augment, overfits, thin_classes
 from .drop import reason
 from .plan import Plan, RoundInput
 from .rebalance import IMBALANCE_RATIO, imbalance_ratio, rebalance
-from .relabel import MIN_CONFIDENCE, clear_suggestions
+from .relabel import MIN_CONFIDENCE, clear_suggestions, with_suggestion
 
 # over-fitting alone triggers augmentation only when label noise does not explain it: with many
 # wrong labels the model "over-fits" by memorising them, and fixing the labels is the cure
@@ -28,7 +28,7 @@ DROP_SCORE = 0.9
 
 
 def auto(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE, prune: bool = False,
-         relabel: bool = True) -> Plan:
+         relabel: bool = True, trust: bool = False) -> Plan:
     """The per-sample mix of relabel and drop, plus rebalance / augment when triggered.
 
     Args:
@@ -38,14 +38,17 @@ def auto(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE, prune: bool = 
             learning's pruning). Under class-dependent noise (k -> k+1) the model's mistakes run in
             the direction of the noise, so its suggestions are wrong in a systematic way, and pruning
             is safer.
+        trust: relabel every flagged row that has a suggestion, clear or not (outliers are still
+            quarantined). Where data is plentiful and classes are smooth, a suggestion that is right
+            most of the time beats losing the row; where it is not, validation rejects it.
 
-    The loop tries three variants in the first round (gentle; prune; prune without relabelling)
-    and keeps the one that scores best on validation.
+    The loop tries four variants in the first round (gentle; prune; prune without relabelling;
+    trust) and keeps the one that scores best on validation.
     """
     plan = Plan.unchanged(inp)
     flagged = inp.flagged()
     outlier = flagged & inp.samples["outlier"].to_numpy(bool)
-    clear = clear_suggestions(inp, min_confidence) & ~outlier & relabel
+    clear = (with_suggestion(inp) if trust else clear_suggestions(inp, min_confidence)) & ~outlier & relabel
     plan.labels[clear] = inp.suggested[clear]
     score = np.nan_to_num(inp.samples["label_score"].to_numpy(float), nan=0.0)
     ambiguous = flagged & ~clear & ~outlier & ((score >= DROP_SCORE) | prune)

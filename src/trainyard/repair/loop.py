@@ -224,7 +224,8 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
                          reliability=_reliability(prev_evidence["consensus"], is_val, val_labels, transition),
                          history=list(prev_fit.history), model_health=_model_health(prev_fit), round=r)
         if policy == "auto" and r == 1:
-            candidates = [("gentle", {}), ("prune", {"prune": True}), ("drop", {"prune": True, "relabel": False})]
+            candidates = [("gentle", {}), ("prune", {"prune": True}), ("drop", {"prune": True, "relabel": False}),
+                          ("trust", {"prune": True, "trust": True})]
             candidates += _crossfit_candidates(inp, oof)
         else:
             candidates = [("", variant)]

@@ -17,6 +17,12 @@ MIN_CONFIDENCE = 0.4
 MIN_RELIABILITY = 0.85
 
 
+def with_suggestion(inp: RoundInput) -> np.ndarray:
+    """Flagged, editable rows with a suggested class other than their label, however unsure."""
+    s = inp.suggested
+    return inp.flagged() & (s >= 0) & (s != inp.labels)
+
+
 def clear_suggestions(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE,
                       min_reliability: float = MIN_RELIABILITY) -> np.ndarray:
     """Flagged, editable rows whose suggested class is clear: the model's most probable class, with
@@ -24,7 +30,7 @@ def clear_suggestions(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE,
     confidence where the model's top class is right at least ``min_reliability`` of the time on
     held-out rows (``inp.reliability``, when known)."""
     s = inp.suggested
-    ok = inp.flagged() & (s >= 0) & (s != inp.labels)
+    ok = with_suggestion(inp)
     cons = np.nan_to_num(inp.consensus, nan=0.0)
     p = inp.suggested_confidence()
     clear = ok & (cons.argmax(1) == s) & (p >= min_confidence)
