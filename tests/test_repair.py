@@ -241,18 +241,6 @@ def test_auto_variants_split_flagged_rows_between_relabel_and_quarantine():
     assert (pruned.labels == inp.labels).all() and np.flatnonzero(pruned.drop).tolist() == [1, 2]
 
 
-def test_crossfit_candidates_are_its_flags_alone_with_the_diagnosis_and_where_both_agree(monkeypatch):
-    import trainyard.repair.loop as loop
-
-    inp = _round()  # the diagnosis flags training rows 1 and 2
-    monkeypatch.setattr(loop, "confident_flags", lambda probs, labels, k: np.isin(np.arange(len(labels)), [2, 4]))
-    got = {name: np.flatnonzero(opts["flags"]).tolist() for name, opts in
-           loop._crossfit_candidates(inp, np.zeros((8, 2)))}
-    assert got == {"crossfit": [2, 4], "crossfit+diagnosis": [1, 2, 4], "crossfit&diagnosis": [2]}
-    monkeypatch.setattr(loop, "confident_flags", lambda probs, labels, k: np.isin(np.arange(len(labels)), [1, 2]))
-    assert [n for n, _ in loop._crossfit_candidates(inp, np.zeros((8, 2)))] == ["crossfit"]  # the others repeat it
-
-
 def test_drop_and_reweight_touch_only_editable_training_rows():
     inp = _round()
     d = _restrict(drop(inp), inp)

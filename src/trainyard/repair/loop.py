@@ -324,19 +324,16 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
 # -- rounds ---------------------------------------------------------------------------------------
 def _crossfit_candidates(inp: RoundInput, oof: np.ndarray | None) -> list[tuple[str, dict]]:
     """First-round candidates from out-of-fold evidence: quarantine what cross-fitted models flag
-    (``crossfit``), that together with the diagnosis' flags (``crossfit+diagnosis``), and only what
-    both flag (``crossfit&diagnosis``: two independent detectors agreeing, for data where either
-    alone flags many hard but correct rows)."""
+    (``crossfit``), and that together with the diagnosis' flags (``crossfit+diagnosis``)."""
     if oof is None:
         return []
     cl = confident_flags(oof, inp.labels, inp.n_classes) & inp.editable
     if not cl.any():
         return []
-    flagged = inp.flagged()
+    both = cl | inp.flagged()
     out = [("crossfit", {"prune": True, "relabel": False, "flags": cl})]
-    for name, flags in (("crossfit+diagnosis", cl | flagged), ("crossfit&diagnosis", cl & flagged)):
-        if flags.any() and (flags != cl).any() and (flags != flagged).any():
-            out.append((name, {"prune": True, "relabel": False, "flags": flags}))
+    if (both != cl).any():
+        out.append(("crossfit+diagnosis", {"prune": True, "relabel": False, "flags": both}))
     return out
 
 
