@@ -30,7 +30,7 @@ from .augment import Mixup, augment
 from .auto import auto
 from .crossfit import FOLDS, confident_flags, crossfit_probs
 from .drop import drop
-from .evidence import consensus_probs, noise_transition, paired_difference, row_scores, usable, usable_transition
+from .evidence import consensus_probs, noise_transition, paired_difference, row_scores, usable_transition
 from .outputs import write_outputs, write_samples
 from .plan import Plan, RoundInput
 from .rebalance import rebalance
@@ -199,9 +199,6 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
                     fr.run.update_meta(repair_uses="checkpoints/last.pt (the final epoch; see repair.json)")
                 else:
                     extra["checkpoint"] = "best"
-        probs = predict_proba(fr.model, dev.X[is_val])
-        inv = np.linalg.inv(transition) if usable(transition) else np.eye(k)
-        extra["val_soft"] = float((probs * inv[val_labels]).sum(1).mean())
         return {"val_acc": float((pred == val_labels).mean()),
                 "val_acc_corrected": float(np.clip(rows.mean(), 0, 1)), **extra}, rows
 
@@ -256,7 +253,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
             log(f"round {r}: nothing left to repair; stopping")
             break
         # among candidates, the better validation score (ties to the first, gentler one)
-        name, plan, new, counts, fr, scores, rows, options = max(tried, key=lambda t: (t[5]["val_soft"], -tried.index(t)))
+        name, plan, new, counts, fr, scores, rows, options = max(tried, key=lambda t: (t[6].mean(), -tried.index(t)))
         variant = options  # later rounds: the same policy options on their own diagnosis' flags
         last_signature = _signature(new, plan)
         for i in np.flatnonzero(plan.drop):
