@@ -229,15 +229,13 @@ def merge(files: list[str], name: str) -> int:
     for f in files:
         d = json.loads(Path(f).read_text())
         codes.append({"file": str(f), **(d.get("code") or {}), "complete": d.get("complete")})
+        title = d.get("benchmark", "B2 repair gain")  # the parts share one: repair, --ablation or --ceiling
         for r in d.get("runs", []):
             runs[(r["data"], r["noise"], r["rate"], r["seed"])] = {**r, "measured_in": Path(f).name}
     rows = list(runs.values())
-    titles = {json.loads(Path(f).read_text()).get("benchmark", "") for f in files}
-    extra = len(titles) == 1 and titles.pop().startswith(("B2 ceiling", "B2 ablation"))
-    result = {"benchmark": json.loads(Path(files[-1]).read_text())["benchmark"] if extra else "B2 repair gain",
-              "machine": machine(), "code": codes[-1], "merged_from": codes, "protocol": __doc__,
+    result = {"benchmark": title, "machine": machine(), "code": codes[-1], "merged_from": codes, "protocol": __doc__,
               "complete": all(c["complete"] for c in codes), "runs": rows}
-    if not extra:  # --ablation / --ceiling files have no repair columns to summarise
+    if all("repaired" in r for r in rows):  # --ablation / --ceiling runs have no repair columns to summarise
         result["summary"] = summarise(rows)
         print(table(result["summary"]))
     write_result(name, result)

@@ -97,10 +97,7 @@ def repair_table() -> str:
     if n_copied:
         note += (f" On {n_copied} of {len(runs)} runs the cleanlab and oracle columns were measured in an earlier run of "
                  f"the same seeded split, noise and options ({', '.join('`' + c.split('/')[-1] + '`' for c in copied)}) "
-                 "and reused; neither depends on the repair code. Neither is bit-reproducible across runs "
-                 "(the noisy model and the repair are): re-measured for the other data sets in session 9, the "
-                 "oracle moved by at most 0.1 point and cleanlab by up to 1.7 points (Fashion-MNIST "
-                 "class-conditional 40 %), so cleanlab columns differ between tables by about that much.")
+                 "and reused; neither depends on the repair code.")
     out.append(note)
     return "\n".join(out)
 
