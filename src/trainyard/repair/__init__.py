@@ -1,5 +1,5 @@
-"""Repair: fix the training data from a diagnosis (relabel, drop, reweight, rebalance, augment, or
-``auto``), retrain, and prove the gain on held-out data.
+"""Repair: fix the training data from a diagnosis (relabel, drop, reweight, rebalance, augment,
+forward loss correction, or ``auto``), retrain, and prove the gain on held-out data.
 
 >>> from trainyard.repair import repair
 >>> res = repair("data.csv", target="label", out="runs/fixed")   # doctest: +SKIP
@@ -7,6 +7,7 @@
 """
 from .augment import ImageAugment, Mixup, augment
 from .auto import auto
+from .correct import ForwardCorrection, correct
 from .drop import drop
 from .loop import POLICIES, RepairResult, repair
 from .plan import Plan, RoundInput
@@ -16,4 +17,4 @@ from .reviewed import read_reviewed
 from .reweight import reweight
 
 __all__ = ["repair", "RepairResult", "POLICIES", "Plan", "RoundInput", "relabel", "drop", "reweight", "rebalance",
-           "augment", "auto", "ImageAugment", "Mixup", "read_reviewed"]
+           "augment", "correct", "auto", "ImageAugment", "Mixup", "ForwardCorrection", "read_reviewed"]

@@ -69,7 +69,9 @@ class Mixup(Callback):
     def after_loss(self, state: State, control: Control) -> None:
         if self._perm is None:
             return
-        other = F.cross_entropy(state.logits.float(), state.yb[self._perm])
+        # a loss-correcting callback (``correct.ForwardCorrection``) publishes its loss for the second term
+        loss_fn = getattr(state, "extra", {}).get("target_loss") or F.cross_entropy
+        other = loss_fn(state.logits.float(), state.yb[self._perm])
         state.loss = self._lam * state.loss + (1 - self._lam) * other / state.config.accumulate
         if self._clean is not None:
             # eval mode: a second training-mode pass would move BatchNorm's running statistics

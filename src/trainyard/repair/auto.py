@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .augment import augment, overfits, thin_classes
+from .correct import correct as correct_plan
 from .drop import reason
 from .plan import Plan, RoundInput
 from .rebalance import IMBALANCE_RATIO, imbalance_ratio, rebalance
@@ -28,7 +29,7 @@ DROP_SCORE = 0.9
 
 
 def auto(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE, prune: bool = False,
-         relabel: bool = True, trust: bool = False) -> Plan:
+         relabel: bool = True, trust: bool = False, correct: bool = False) -> Plan:
     """The per-sample mix of relabel and drop, plus rebalance / augment when triggered.
 
     Args:
@@ -41,10 +42,16 @@ def auto(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE, prune: bool = 
         trust: relabel every flagged row that has a suggestion, clear or not (outliers are still
             quarantined). Where data is plentiful and classes are smooth, a suggestion that is right
             most of the time beats losing the row; where it is not, validation rejects it.
+        correct: change no label and drop no row; train through the estimated noise transition
+            instead (``correct.correct``, forward loss correction). Under class-conditional noise the
+            flags' suggestions are wrong in a systematic way and the flags miss rows, but the rate of
+            each flip can still be estimated, and that is all the correction needs.
 
-    The loop tries four variants in the first round (gentle; prune; prune without relabelling;
-    trust) and keeps the one that scores best on validation.
+    The loop tries five variants in the first round (gentle; prune; prune without relabelling;
+    trust; correct) and keeps the one that scores best on validation.
     """
+    if correct:
+        return _data_level(inp, correct_plan(inp), inp, float(inp.flagged().sum()))
     plan = Plan.unchanged(inp)
     flagged = inp.flagged()
     outlier = flagged & inp.samples["outlier"].to_numpy(bool)
@@ -66,12 +73,17 @@ def auto(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE, prune: bool = 
                           f"probability >= {RESTORE_CONFIDENCE:g}")
     plan = plan.merge(keep_class_prior(inp, plan))
     after = RoundInput(**{**inp.__dict__, "labels": plan.labels, "in_train": inp.in_train & ~plan.drop})
+    return _data_level(inp, plan, after, float(flagged.sum()))
+
+
+def _data_level(inp: RoundInput, plan: Plan, after: RoundInput, n_flagged: float) -> Plan:
+    """Rebalance and augment on top of the label plan, when the data after it calls for them."""
     ratio = imbalance_ratio(after)
     if ratio > IMBALANCE_RATIO:
         plan = plan.merge(rebalance(after))
         plan.notes.append(f"rebalanced: largest/smallest training class = {ratio:.1f} > {IMBALANCE_RATIO:g}")
     thin = thin_classes(after)
-    share = float(flagged.sum()) / max(int(inp.in_train.sum()), 1)
+    share = n_flagged / max(int(inp.in_train.sum()), 1)
     if thin or (overfits(inp) and share < FEW_FLAGS):
         plan = plan.merge(augment(after))
         plan.notes.append("augmented: " + (f"thin classes {', '.join(thin[:5])}" if thin else

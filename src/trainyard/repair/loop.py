@@ -28,6 +28,7 @@ from ..errors import ConfigError
 from ..run import Run
 from .augment import Mixup, augment
 from .auto import auto
+from .correct import ForwardCorrection, correct, transition_from
 from .crossfit import FOLDS, confident_flags, crossfit_probs
 from .drop import drop
 from .evidence import consensus_probs, noise_transition, paired_difference, row_scores, usable_transition
@@ -44,7 +45,8 @@ from .reweight import reweight
 MIXUP_ALPHA = 0.2
 
 POLICIES: dict[str, Callable[[RoundInput], Plan]] = {
-    "auto": auto, "relabel": relabel, "drop": drop, "reweight": reweight, "rebalance": rebalance, "augment": augment}
+    "auto": auto, "relabel": relabel, "drop": drop, "reweight": reweight, "rebalance": rebalance, "augment": augment,
+    "correct": correct}
 
 
 @dataclass
@@ -80,7 +82,9 @@ def repair(data: Dataset | str, target: str | None = None, text: str | None = No
         out: output folder: ``repair.json``, ``repaired.csv``, ``quarantine.csv``, ``report.html`` and one
             run folder per round (``round0`` = the baseline on the given labels).
         policy: ``auto`` (relabel clear cases, quarantine ambiguous ones and outliers, rebalance/augment
-            when called for), ``relabel``, ``drop``, ``reweight``, ``rebalance`` or ``augment``.
+            when called for; or train through the estimated noise, whichever validation prefers),
+            ``relabel``, ``drop``, ``reweight``, ``rebalance``, ``augment`` or ``correct`` (forward loss
+            correction: no label changed, no row dropped).
         rounds: at most this many diagnose-repair-retrain rounds; stops when validation stops improving.
         reviewed: a CSV of ``id,decision`` (accept / reject / class name) applied before automatic changes.
         splits: explicit train/val/test row indices (overrides ``split``).
@@ -216,16 +220,18 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
     prev_fit, prev_evidence = base, evidence
     variant = {}  # the auto variant chosen in round 1, used in later rounds
     last_signature = None  # what the last kept round trained on
+    noise = estimated  # the current labels' noise, for ``correct``: from the baseline's flags at first
     for r in range(1, rounds + 1):
         inp = RoundInput(X=dev.X, labels=state.labels.copy(), given=dev.y, in_train=state.in_train.copy(),
                          is_val=is_val, exempt=exempt, samples=prev_evidence["samples"],
                          consensus=prev_evidence["consensus"], classes=ds.classes, kind=ds.kind,
                          quarantined_probs=_quarantined_probs(prev_fit, dev, state, is_val),
                          reliability=_reliability(prev_evidence["consensus"], is_val, val_labels, transition),
-                         history=list(prev_fit.history), model_health=_model_health(prev_fit), round=r)
+                         history=list(prev_fit.history), model_health=_model_health(prev_fit), round=r,
+                         transition=noise)
         if policy == "auto" and r == 1:
             candidates = [("gentle", {}), ("prune", {"prune": True}), ("drop", {"prune": True, "relabel": False}),
-                          ("trust", {"prune": True, "trust": True})]
+                          ("trust", {"prune": True, "trust": True}), ("correct", {"correct": True})]
             candidates += _crossfit_candidates(inp, oof)
         else:
             candidates = [("", variant)]
@@ -263,7 +269,9 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
                "synthetic_rows": len(plan.synthetic[1]) if plan.synthetic else 0,
                "best_epoch": fr.state.best_epoch, "seconds": round(sum(t[4].run.meta.get("seconds", 0.0)
                                                                         for t in tried), 2),
-               "config": plan.config, "augmentation": [type(c).__name__ for c in plan.callbacks],
+               "config": plan.config,
+               "augmentation": [type(c).__name__ for c in plan.callbacks if not isinstance(c, ForwardCorrection)],
+               "loss_correction": any(isinstance(c, ForwardCorrection) for c in plan.callbacks),
                "notes": plan.notes, "run": str(fr.run.path)}
         if len(tried) > 1:
             rec["variant"] = name
@@ -293,6 +301,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
             rows_r = _round_rows(new, is_val)
             diag = _diagnose_labels(fr, evidence["samples"].iloc[rows_r])
             prev_fit, prev_evidence = fr, _evidence(fr, diag, dev, n_dev, k, rows=rows_r)
+            noise = _noise_after(fr, dev, new, is_val, k)
 
     # -- the only place the test labels are read -------------------------------------------------
     test_metrics = _final_evaluation(ds, splits, [f.model for f in fits])
@@ -337,6 +346,18 @@ def _crossfit_candidates(inp: RoundInput, oof: np.ndarray | None) -> list[tuple[
     return out
 
 
+def _noise_after(fr, dev: Dataset, state: _State, is_val: np.ndarray, k: int) -> np.ndarray:
+    """The noise transition of ``state``'s labels with a round's predictions standing in for the true
+    classes, on the rows it trained and validated on. After a forward-corrected round this is a better
+    estimate than the baseline's flags gave (see ``correct``); the next ``correct`` round uses it."""
+    from ..train.trainer import predict_proba
+
+    rows = _round_rows(state, is_val)
+    pred = np.full(len(state.labels), -1, dtype=np.int64)
+    pred[rows] = predict_proba(fr.model, dev.X[rows]).argmax(1)
+    return transition_from(pred, state.labels, rows, k)
+
+
 def _with_flags(inp: RoundInput, flags: np.ndarray | None) -> RoundInput:
     """``inp`` with other label flags (a candidate's), everything else as diagnosed."""
     if flags is None:
@@ -350,7 +371,7 @@ def _signature(state: _State, plan: Plan) -> tuple:
     """What a round trains on: two rounds with equal signatures train the same model."""
     w = None if state.weights is None else np.round(state.weights, 6).tobytes()
     return (state.labels.tobytes(), state.in_train.tobytes(), w, tuple(sorted(plan.config.items())),
-            tuple(type(c).__name__ for c in plan.callbacks),
+            tuple(getattr(c, "key", type(c).__name__) for c in plan.callbacks),
             None if plan.synthetic is None else len(plan.synthetic[1]))
 
 
@@ -546,7 +567,7 @@ def _actions(records: list[dict]) -> list[str]:
     for name, hit in (("relabel", lambda r: r.get("relabelled", 0)), ("drop", lambda r: r.get("dropped", 0)),
                       ("reweight", lambda r: r.get("reweighted", 0)),
                       ("rebalance", lambda r: r.get("synthetic_rows", 0) or (r.get("config") or {}).get("class_weight")),
-                      ("augment", lambda r: r.get("augmentation"))):
+                      ("augment", lambda r: r.get("augmentation")), ("correct", lambda r: r.get("loss_correction"))):
         if any(hit(r) for r in records):
             used.append(name)
     return used

@@ -34,6 +34,9 @@ class RoundInput:
     history: list[dict] = field(default_factory=list)  # the diagnosed run's metrics per epoch
     model_health: dict | None = None
     round: int = 1
+    # (K, K) estimated P(given label | true class) of the current labels: from the baseline diagnosis in
+    # round 1, from the previous round's predictions later (``correct``)
+    transition: np.ndarray | None = None
 
     @property
     def n_classes(self) -> int:

@@ -155,6 +155,9 @@ class Trainer:
                                       label_smoothing=cfg.label_smoothing)
                 if w is not None:
                     lps = lps * w[idx].to(dev)
+                # for callbacks that reshape the loss (mixup, forward correction) with the same weights
+                s.extra["batch_weight"] = w[idx].to(dev) if w is not None else None
+                s.extra["class_weight"] = class_w
                 s.loss_per_sample = lps
                 s.loss = lps.mean() / cfg.accumulate
                 self._emit("after_loss")
