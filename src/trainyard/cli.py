@@ -287,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_train(p)
     _common(p)
-    p.add_argument("--policy", default="auto", choices=["auto", "relabel", "drop", "reweight", "rebalance", "augment", "correct"])
+    p.add_argument("--policy", default="auto",
+                   choices=["auto", "relabel", "drop", "reweight", "rebalance", "augment", "correct", "robust"])
     p.add_argument("--rounds", type=int, default=2, help="diagnose-repair-retrain rounds (default 2)")
     p.add_argument("--crossfit-folds", type=int, default=4,
                    help="auto policy: first round also tries quarantining what this many cross-fitted models "

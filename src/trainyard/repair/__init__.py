@@ -1,5 +1,5 @@
 """Repair: fix the training data from a diagnosis (relabel, drop, reweight, rebalance, augment,
-forward loss correction, or ``auto``), retrain, and prove the gain on held-out data.
+forward loss correction, a robust loss, or ``auto``), retrain, and prove the gain on held-out data.
 
 >>> from trainyard.repair import repair
 >>> res = repair("data.csv", target="label", out="runs/fixed")   # doctest: +SKIP
@@ -14,7 +14,9 @@ from .plan import Plan, RoundInput
 from .rebalance import rebalance
 from .relabel import relabel
 from .reviewed import read_reviewed
+from .robust import GeneralizedCrossEntropy, robust
 from .reweight import reweight
 
 __all__ = ["repair", "RepairResult", "POLICIES", "Plan", "RoundInput", "relabel", "drop", "reweight", "rebalance",
-           "augment", "correct", "auto", "ImageAugment", "Mixup", "ForwardCorrection", "read_reviewed"]
+           "augment", "correct", "robust", "auto", "ImageAugment", "Mixup", "ForwardCorrection",
+           "GeneralizedCrossEntropy", "read_reviewed"]

@@ -23,18 +23,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..train.callback import Callback, Control, State
 from .evidence import noise_transition, usable_transition
+from .losses import ReplacedLoss
 from .plan import Plan, RoundInput
 
 
-class ForwardCorrection(Callback):
+class ForwardCorrection(ReplacedLoss):
     """Replaces the training loss by ``-log (softmax(logits) @ T)[label]``, with the loop's per-row
     and class weights. Publishes the same loss as ``state.extra["target_loss"]`` so that mixup mixes
     its second term through ``T`` too. The logits themselves (what the ledger records) stay the
     model's estimate of the true class."""
-
-    order = 4  # before Mixup (5), whose after_loss reads ``target_loss``
 
     def __init__(self, transition: np.ndarray):
         t = np.asarray(transition, dtype=np.float64)
@@ -51,15 +49,8 @@ class ForwardCorrection(Callback):
             self._t = torch.as_tensor(self.transition, dtype=torch.float32, device=logits.device)
         return torch.log((F.softmax(logits.float(), 1) @ self._t).clamp_min(1e-7))
 
-    def after_loss(self, state: State, control: Control) -> None:
-        class_w = state.extra.get("class_weight")
-        lps = F.nll_loss(self._log_noisy(state.logits), state.yb, weight=class_w, reduction="none")
-        w = state.extra.get("batch_weight")
-        if w is not None:
-            lps = lps * w
-        state.loss_per_sample = lps
-        state.loss = lps.mean() / state.config.accumulate
-        state.extra["target_loss"] = lambda logits, y: F.nll_loss(self._log_noisy(logits), y)
+    def per_row(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.nll_loss(self._log_noisy(logits), labels, reduction="none")
 
 
 def transition_from(pred: np.ndarray, labels: np.ndarray, rows: np.ndarray, n_classes: int) -> np.ndarray:

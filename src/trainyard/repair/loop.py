@@ -31,12 +31,14 @@ from .auto import auto
 from .correct import ForwardCorrection, correct, transition_from
 from .crossfit import FOLDS, confident_flags, crossfit_probs
 from .drop import drop
+from .losses import ReplacedLoss
 from .evidence import consensus_probs, noise_transition, paired_difference, row_scores, usable_transition
 from .outputs import write_outputs, write_samples
 from .plan import Plan, RoundInput
 from .rebalance import rebalance
 from .relabel import relabel
 from .reweight import reweight
+from .robust import GeneralizedCrossEntropy, robust
 
 # mixup's alpha in repair rounds. Why mixup: a repair leaves some wrong labels behind (on digits at
 # 20 % class-conditional noise, 9 in 850 training rows cost ~1 point of test accuracy against the
@@ -46,7 +48,7 @@ MIXUP_ALPHA = 0.2
 
 POLICIES: dict[str, Callable[[RoundInput], Plan]] = {
     "auto": auto, "relabel": relabel, "drop": drop, "reweight": reweight, "rebalance": rebalance, "augment": augment,
-    "correct": correct}
+    "correct": correct, "robust": robust}
 
 
 @dataclass
@@ -83,8 +85,9 @@ def repair(data: Dataset | str, target: str | None = None, text: str | None = No
             run folder per round (``round0`` = the baseline on the given labels).
         policy: ``auto`` (relabel clear cases, quarantine ambiguous ones and outliers, rebalance/augment
             when called for; or train through the estimated noise, whichever validation prefers),
-            ``relabel``, ``drop``, ``reweight``, ``rebalance``, ``augment`` or ``correct`` (forward loss
-            correction: no label changed, no row dropped).
+            ``relabel``, ``drop``, ``reweight``, ``rebalance``, ``augment``, ``correct`` (forward loss
+            correction: no label changed, no row dropped) or ``robust`` (the generalized cross-entropy,
+            no label changed, no row dropped).
         rounds: at most this many diagnose-repair-retrain rounds; stops when validation stops improving.
         reviewed: a CSV of ``id,decision`` (accept / reject / class name) applied before automatic changes.
         splits: explicit train/val/test row indices (overrides ``split``).
@@ -270,8 +273,9 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
                "best_epoch": fr.state.best_epoch, "seconds": round(sum(t[4].run.meta.get("seconds", 0.0)
                                                                         for t in tried), 2),
                "config": plan.config,
-               "augmentation": [type(c).__name__ for c in plan.callbacks if not isinstance(c, ForwardCorrection)],
+               "augmentation": [type(c).__name__ for c in plan.callbacks if not isinstance(c, ReplacedLoss)],
                "loss_correction": any(isinstance(c, ForwardCorrection) for c in plan.callbacks),
+               "robust_loss": any(isinstance(c, GeneralizedCrossEntropy) for c in plan.callbacks),
                "notes": plan.notes, "run": str(fr.run.path)}
         if len(tried) > 1:
             rec["variant"] = name
@@ -567,7 +571,8 @@ def _actions(records: list[dict]) -> list[str]:
     for name, hit in (("relabel", lambda r: r.get("relabelled", 0)), ("drop", lambda r: r.get("dropped", 0)),
                       ("reweight", lambda r: r.get("reweighted", 0)),
                       ("rebalance", lambda r: r.get("synthetic_rows", 0) or (r.get("config") or {}).get("class_weight")),
-                      ("augment", lambda r: r.get("augmentation")), ("correct", lambda r: r.get("loss_correction"))):
+                      ("augment", lambda r: r.get("augmentation")), ("correct", lambda r: r.get("loss_correction")),
+                      ("robust", lambda r: r.get("robust_loss"))):
         if any(hit(r) for r in records):
             used.append(name)
     return used
