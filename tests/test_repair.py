@@ -447,17 +447,21 @@ def test_forward_correction_fits_the_labels_through_the_transition():
     assert fc.key != ForwardCorrection(np.eye(3)).key  # rounds through different T are different trainings
 
 
-def test_correct_policy_undoes_class_conditional_noise(tmp_path):
-    """40 % of every class relabelled as the next class: the model trained on it confuses k with k+1;
-    trained through the estimated transition it mostly does not, with no label changed and no row lost."""
+def _repair_noisy_digits(out, kind: str, policy: str, rounds: int) -> dict:
+    """repair.json of ``policy`` on digits (split 50/20/30) with 40 % ``kind`` noise in training and validation."""
     d = load("sklearn:digits")
     ds = Dataset(d.X.reshape(len(d), -1), d.y, d.classes, np.arange(len(d)), "tabular")
     splits = make_splits(ds.y, (0.5, 0.2, 0.3), seed=0)
-    noisy_y, _ = inject_label_noise(ds.y, 0.4, "class_conditional", ds.n_classes, seed=0,
+    noisy_y, _ = inject_label_noise(ds.y, 0.4, kind, ds.n_classes, seed=0,
                                     idx=np.concatenate([splits.train, splits.val]))
-    res = repair(ds.with_labels(noisy_y), splits=splits, out=tmp_path / "c", policy="correct", rounds=2,
-                 crossfit_folds=0, **{**OPTS, "hidden": (256, 128), "epochs": 30})
-    r = res.report
+    return repair(ds.with_labels(noisy_y), splits=splits, out=out, policy=policy, rounds=rounds, crossfit_folds=0,
+                  **{**OPTS, "hidden": (256, 128), "epochs": 30}).report
+
+
+def test_correct_policy_undoes_class_conditional_noise(tmp_path):
+    """40 % of every class relabelled as the next class: the model trained on it confuses k with k+1;
+    trained through the estimated transition it mostly does not, with no label changed and no row lost."""
+    r = _repair_noisy_digits(tmp_path / "c", "class_conditional", "correct", rounds=2)
     assert r["accuracy_after"] >= r["accuracy_before"] + 0.15, r
     assert r["relabelled"] == 0 and r["dropped"] == 0
     assert r["selected_round"] >= 1 and "forward loss correction" in " ".join(r["rounds"][1]["notes"])
@@ -491,14 +495,7 @@ def test_generalized_cross_entropy_is_the_lq_loss_with_the_trainers_weights():
 def test_robust_policy_resists_symmetric_noise_without_changing_a_label(tmp_path):
     """40 % of digits' training and validation labels replaced by a random other class: the robust
     loss alone (no label changed, no row dropped) beats the model trained with cross-entropy."""
-    d = load("sklearn:digits")
-    ds = Dataset(d.X.reshape(len(d), -1), d.y, d.classes, np.arange(len(d)), "tabular")
-    splits = make_splits(ds.y, (0.5, 0.2, 0.3), seed=0)
-    noisy_y, _ = inject_label_noise(ds.y, 0.4, "symmetric", ds.n_classes, seed=0,
-                                    idx=np.concatenate([splits.train, splits.val]))
-    res = repair(ds.with_labels(noisy_y), splits=splits, out=tmp_path / "r", policy="robust", rounds=1,
-                 crossfit_folds=0, **{**OPTS, "hidden": (256, 128), "epochs": 30})
-    r = res.report
+    r = _repair_noisy_digits(tmp_path / "r", "symmetric", "robust", rounds=1)
     assert r["relabelled"] == 0 and r["dropped"] == 0
     assert r["rounds"][1]["robust_loss"] and "generalized cross-entropy" in " ".join(r["rounds"][1]["notes"])
     assert r["accuracy_after"] >= r["accuracy_before"] + 0.01, r
