@@ -48,7 +48,8 @@ def auto(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE, prune: bool = 
             each flip can still be estimated, and that is all the correction needs.
 
     The loop tries five variants in the first round (gentle; prune; prune without relabelling;
-    trust; correct) and keeps the one that scores best on validation.
+    trust; correct, and correct once more through the noise its own predictions find) and keeps the
+    one that scores best on validation.
     """
     if correct:
         return _data_level(inp, correct_plan(inp), inp, float(inp.flagged().sum()))

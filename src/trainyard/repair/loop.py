@@ -16,7 +16,7 @@ Who may change what:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -239,10 +239,12 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
         else:
             candidates = [("", variant)]
         tried = []
-        for name, options in candidates:
+        for name, options in candidates:  # may grow while it runs: see "correct" below
             options = dict(options)
             flags = options.pop("flags", None)
-            plan = _restrict(POLICIES[policy](_with_flags(inp, flags), **options), inp)
+            t_inp = options.pop("transition", None)
+            cand_inp = _with_flags(inp, flags) if t_inp is None else replace(inp, transition=t_inp)
+            plan = _restrict(POLICIES[policy](cand_inp, **options), inp)
             new = _State(plan.labels, (state.in_train & ~plan.drop) | plan.restore, plan.weights)
             counts = {"relabelled": int(((new.labels != state.labels) & new.in_train).sum()),
                       "dropped": int(plan.drop.sum()), "restored": int(plan.restore.sum()),
@@ -258,6 +260,12 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
             fr = _fit_round(path, dev, new, is_val, cfg, plan, quiet, mixup)
             scores, rows = score(fr)
             tried.append((name, plan, new, counts, fr, scores, rows, options))
+            if policy == "auto" and r == 1 and name == "correct":
+                # the same candidate once more through the noise its own predictions find: the
+                # baseline's flags under-count class-dependent flips, and a first-round correction
+                # that loses to the cleaning variants for that reason would never get a later round
+                candidates.append(("correct-reestimated",
+                                   {"correct": True, "transition": _noise_after(fr, dev, new, is_val, k)}))
         if not tried:
             log(f"round {r}: nothing left to repair; stopping")
             break
@@ -366,8 +374,6 @@ def _with_flags(inp: RoundInput, flags: np.ndarray | None) -> RoundInput:
     """``inp`` with other label flags (a candidate's), everything else as diagnosed."""
     if flags is None:
         return inp
-    from dataclasses import replace
-
     return replace(inp, samples=inp.samples.assign(label_issue=np.asarray(flags, bool)))
 
 
