@@ -84,8 +84,11 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, quiet: bool = False, 
     console.print(f"repair ({r['policy']}, kept round {r['selected_round']}): relabelled {len(changed)} rows, "
                   f"{fixed} of them to their true class; quarantined {len(q)} rows, {q_flipped} of them truly flipped")
     for rd in r["rounds"]:
-        console.print(f"  round {rd['round']}: relabelled {rd['relabelled']}, quarantined {rd['dropped']}, "
-                      f"validation accuracy {rd['val_acc']:.4f} (noise-corrected {rd['val_acc_corrected']:.4f})")
+        how = ("; trained through the estimated noise (forward loss correction)" if rd.get("loss_correction")
+               else "; trained with the robust loss" if rd.get("robust_loss") else "")
+        console.print(f"  round {rd['round']}{' (' + rd['variant'] + ')' if rd.get('variant') else ''}: relabelled "
+                      f"{rd['relabelled']}, quarantined {rd['dropped']}{how}, validation accuracy {rd['val_acc']:.4f} "
+                      f"(noise-corrected {rd['val_acc_corrected']:.4f})")
     console.print(f"test accuracy [bold]{r['accuracy_before']:.4f} -> {r['accuracy_after']:.4f}[/] "
                   f"(macro F1 {r['macro_f1_before']:.4f} -> {r['macro_f1_after']:.4f})")
     report = res.out / "report.html"
