@@ -236,6 +236,10 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
             candidates = [("gentle", {}), ("prune", {"prune": True}), ("drop", {"prune": True, "relabel": False}),
                           ("trust", {"prune": True, "trust": True}), ("correct", {"correct": True})]
             candidates += _crossfit_candidates(inp, oof)
+        elif policy == "auto" and variant.get("correct"):
+            # a model trained through the noise predicts the true class, so its diagnosis' flags
+            # are a better detector than the baseline's: quarantine them, or correct once more
+            candidates = [("", variant), ("drop", {"prune": True, "relabel": False})]
         else:
             candidates = [("", variant)]
         tried = []
