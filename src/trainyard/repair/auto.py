@@ -49,7 +49,8 @@ def auto(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE, prune: bool = 
 
     The loop tries five variants in the first round (gentle; prune; prune without relabelling;
     trust; correct, and correct once more through the noise its own predictions find) and keeps the
-    one that scores best on validation.
+    one that scores best on validation. After a correct round the next also tries quarantining what
+    that round's diagnosis flags (its model predicts the true class, so its flags are the better ones).
     """
     if correct:
         return _data_level(inp, correct_plan(inp), inp, float(inp.flagged().sum()))
