@@ -46,6 +46,10 @@ from .robust import GeneralizedCrossEntropy, robust
 # sec. 3.4); 0.2 is the paper's value for tables and small images
 MIXUP_ALPHA = 0.2
 
+# the first round's auto variants (``auto``'s options); later rounds repeat the kept one
+VARIANTS: dict[str, dict] = {"gentle": {}, "prune": {"prune": True}, "drop": {"prune": True, "relabel": False},
+                             "trust": {"prune": True, "trust": True}, "correct": {"correct": True}}
+
 POLICIES: dict[str, Callable[[RoundInput], Plan]] = {
     "auto": auto, "relabel": relabel, "drop": drop, "reweight": reweight, "rebalance": rebalance, "augment": augment,
     "correct": correct, "robust": robust}
@@ -233,21 +237,16 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
                          history=list(prev_fit.history), model_health=_model_health(prev_fit), round=r,
                          transition=noise)
         if policy == "auto" and r == 1:
-            candidates = [("gentle", {}), ("prune", {"prune": True}), ("drop", {"prune": True, "relabel": False}),
-                          ("trust", {"prune": True, "trust": True}), ("correct", {"correct": True})]
-            candidates += _crossfit_candidates(inp, oof)
+            candidates = list(VARIANTS.items()) + _crossfit_candidates(inp, oof)
         elif policy == "auto" and variant.get("correct"):
             # a model trained through the noise predicts the true class, so its diagnosis' flags
             # are a better detector than the baseline's: quarantine them, or correct once more
-            candidates = [("", variant), ("drop", {"prune": True, "relabel": False})]
+            candidates = [("", variant), ("drop", VARIANTS["drop"])]
         else:
             candidates = [("", variant)]
         tried = []
         for name, options in candidates:  # may grow while it runs: see "correct" below
-            options = dict(options)
-            flags = options.pop("flags", None)
-            t_inp = options.pop("transition", None)
-            cand_inp = _with_flags(inp, flags) if t_inp is None else replace(inp, transition=t_inp)
+            cand_inp, options = _candidate_input(inp, options)
             plan = _restrict(POLICIES[policy](cand_inp, **options), inp)
             new = _State(plan.labels, (state.in_train & ~plan.drop) | plan.restore, plan.weights)
             counts = {"relabelled": int(((new.labels != state.labels) & new.in_train).sum()),
@@ -269,7 +268,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
                 # baseline's flags under-count class-dependent flips, and a first-round correction
                 # that loses to the cleaning variants for that reason would never get a later round
                 candidates.append(("correct-reestimated",
-                                   {"correct": True, "transition": _noise_after(fr, dev, new, is_val, k)}))
+                                   {**VARIANTS["correct"], "transition": _noise_after(fr, dev, new, is_val, k)}))
         if not tried:
             log(f"round {r}: nothing left to repair; stopping")
             break
@@ -356,9 +355,9 @@ def _crossfit_candidates(inp: RoundInput, oof: np.ndarray | None) -> list[tuple[
     if not cl.any():
         return []
     both = cl | inp.flagged()
-    out = [("crossfit", {"prune": True, "relabel": False, "flags": cl})]
+    out = [("crossfit", {**VARIANTS["drop"], "flags": cl})]
     if (both != cl).any():
-        out.append(("crossfit+diagnosis", {"prune": True, "relabel": False, "flags": both}))
+        out.append(("crossfit+diagnosis", {**VARIANTS["drop"], "flags": both}))
     return out
 
 
@@ -374,11 +373,16 @@ def _noise_after(fr, dev: Dataset, state: _State, is_val: np.ndarray, k: int) ->
     return transition_from(pred, state.labels, rows, k)
 
 
-def _with_flags(inp: RoundInput, flags: np.ndarray | None) -> RoundInput:
-    """``inp`` with other label flags (a candidate's), everything else as diagnosed."""
-    if flags is None:
-        return inp
-    return replace(inp, samples=inp.samples.assign(label_issue=np.asarray(flags, bool)))
+def _candidate_input(inp: RoundInput, options: dict) -> tuple[RoundInput, dict]:
+    """``inp`` with a candidate's own label ``flags`` and noise ``transition`` where its options carry
+    them (everything else as diagnosed), and the options left for the policy."""
+    options = dict(options)
+    flags, transition = options.pop("flags", None), options.pop("transition", None)
+    if flags is not None:
+        inp = replace(inp, samples=inp.samples.assign(label_issue=np.asarray(flags, bool)))
+    if transition is not None:
+        inp = replace(inp, transition=transition)
+    return inp, options
 
 
 def _signature(state: _State, plan: Plan) -> tuple:
