@@ -30,8 +30,10 @@ Protocol
   * ``--ceiling``: how much of the gap a repair could win if its detector were perfect. Per setting and
     seed: the noisy fit (ledger on) and the oracle, then two fits with the repair rounds' mixup that
     know which rows were flipped: those rows dropped, and those rows relabelled with the class our
-    diagnosis of the noisy run suggests for them. Written to ``repair_ceiling.json``. It separates
-    what detection costs from what the suggested classes and the lost rows cost.
+    diagnosis of the noisy run suggests for them; and a third that knows the noise process: every label
+    kept, trained through the true transition P(given | true) (the ``correct`` policy with a perfect
+    estimate). Written to ``repair_ceiling.json``. It separates what detection costs from what the
+    suggested classes and the lost rows cost, and what ``correct`` loses to its estimate of the noise.
 """
 from __future__ import annotations
 
@@ -174,6 +176,8 @@ def ceiling_setting(name: str, kind: str, rate: float, seed: int, quick: bool, w
     from trainyard.fitting import fit
     from trainyard.monitor import read_ledger
     from trainyard.repair.augment import Mixup
+    from trainyard.repair.correct import ForwardCorrection
+    from trainyard.repair.evidence import noise_transition
     from trainyard.repair.loop import MIXUP_ALPHA
 
     ds, splits, opts, noisy_y, flipped = noisy_setting(name, kind, rate, seed, quick)
@@ -185,20 +189,24 @@ def ceiling_setting(name: str, kind: str, rate: float, seed: int, quick: bool, w
     suggested = noisy_y.copy()
     suggested[wrong] = table_["suggested_label"].to_numpy()[wrong]
 
-    def mixup_fit(labels, train_rows, suffix):
+    def mixup_fit(labels, train_rows, suffix, extra=()):
         s = Splits(np.sort(train_rows), splits.val, splits.test)
         return fit(ds.with_labels(labels), splits=s, out=Path(workdir) / f"{tag}-{suffix}", write_report=False,
-                   callbacks=[Mixup(MIXUP_ALPHA)], ledger=False, **opts).test_metrics["acc"]
+                   callbacks=[*extra, Mixup(MIXUP_ALPHA)], ledger=False, **opts).test_metrics["acc"]
 
+    # the true noise process P(given | true), counted on the training and validation rows the noise went into
+    dev = np.concatenate([splits.train, splits.val])
+    true_t = noise_transition(ds.y[dev], noisy_y[dev], ds.n_classes)
     acc = {"noisy": base.test_metrics["acc"], "oracle": oracle.test_metrics["acc"],
            "drop_flipped": mixup_fit(noisy_y, np.setdiff1d(splits.train, wrong), "drop"),
-           "relabel_flipped_suggested": mixup_fit(suggested, splits.train, "relabel")}
+           "relabel_flipped_suggested": mixup_fit(suggested, splits.train, "relabel"),
+           "correct_true_transition": mixup_fit(noisy_y, splits.train, "correct", [ForwardCorrection(true_t)])}
     gap = acc["oracle"] - acc["noisy"]
     return {"data": name, "noise": kind, "rate": rate, "seed": seed, "options": opts, "mixup": MIXUP_ALPHA, **acc,
             "n_flipped_train": int(len(wrong)),
             "suggestion_accuracy": float((suggested[wrong] == ds.y[wrong]).mean()) if len(wrong) else None,
             **{f"gap_recovered_{k}": ((acc[k] - acc["noisy"]) / gap if gap > 1e-9 else None)
-               for k in ("drop_flipped", "relabel_flipped_suggested")}}
+               for k in ("drop_flipped", "relabel_flipped_suggested", "correct_true_transition")}}
 
 
 def extra_fits(kind: str, tasks: list, a: argparse.Namespace, workdir: str) -> int:
