@@ -372,8 +372,8 @@ def summarise(rows: list[dict]) -> list[dict]:
         rs = [r for r in rows if (r["data"], r["noise"], r["rate"]) == (d, kind, rate)]
         s = {"data": d, "noise": kind, "rate": rate, "seeds": [r["seed"] for r in rs]}
         for k in ("noisy", "repaired", "cleanlab", "oracle", "gap_recovered", "gap_recovered_cleanlab",
-                  "flag_precision", "flag_recall", "time_ratio_repair_over_cleanlab"):
-            s[k] = mean_std([r[k] for r in rs])
+                  "flag_precision", "flag_recall", "time_ratio_repair_over_cleanlab", "gap_recovered_best_candidate"):
+            s[k] = mean_std([r.get(k) for r in rs])
         g, gc = s["gap_recovered"]["mean"], s["gap_recovered_cleanlab"]["mean"]
         s["meets_target"] = g is not None and g >= TARGET_GAP[rate]
         s["beats_cleanlab"] = g is not None and gc is not None and g > gc
