@@ -45,6 +45,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -147,22 +148,29 @@ def noisy_setting(name: str, kind: str, rate: float, seed: int, quick: bool):
     return ds, splits, opts, noisy_y, flipped
 
 
+def mixup_fit(ds, labels: np.ndarray, splits, out: Path, opts: dict, extra: Sequence = (), quiet: bool = False) -> float:
+    """Test accuracy of the model trained on ``labels`` with the repair rounds' mixup (after the callbacks
+    in ``extra``), no ledger. The test split's labels are the true ones (noise went into training and
+    validation rows only)."""
+    from trainyard.fitting import fit
+    from trainyard.repair.augment import Mixup
+    from trainyard.repair.loop import MIXUP_ALPHA
+
+    return fit(ds.with_labels(labels), splits=splits, out=out, write_report=False, ledger=False, quiet=quiet,
+               callbacks=[*extra, Mixup(MIXUP_ALPHA)], **opts).test_metrics["acc"]
+
+
 def ablation_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workdir: str) -> dict:
     """Test accuracy of the model trained on the noisy labels with the repair rounds' mixup, no cleaning."""
     import torch
 
     torch.set_num_threads(1)
-    from trainyard.fitting import fit
-    from trainyard.repair.augment import Mixup
     from trainyard.repair.loop import MIXUP_ALPHA
 
     ds, splits, opts, noisy_y, _ = noisy_setting(name, kind, rate, seed, quick)
-    tag = f"{name}-{kind}-{rate}-s{seed}-mixup"
-    res = fit(ds.with_labels(noisy_y), splits=splits, out=Path(workdir) / tag, write_report=False,
-              callbacks=[Mixup(MIXUP_ALPHA)], ledger=False, **opts)
-    # the test split's labels are the true ones (noise went into training and validation rows only)
+    acc = mixup_fit(ds, noisy_y, splits, Path(workdir) / f"{name}-{kind}-{rate}-s{seed}-mixup", opts)
     return {"data": name, "noise": kind, "rate": rate, "seed": seed, "options": opts, "mixup": MIXUP_ALPHA,
-            "noisy_mixup": res.test_metrics["acc"]}
+            "noisy_mixup": acc}
 
 
 def ceiling_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workdir: str) -> dict:
@@ -175,7 +183,6 @@ def ceiling_setting(name: str, kind: str, rate: float, seed: int, quick: bool, w
     from trainyard.diagnose.labels import label_issues
     from trainyard.fitting import fit
     from trainyard.monitor import read_ledger
-    from trainyard.repair.augment import Mixup
     from trainyard.repair.correct import ForwardCorrection
     from trainyard.repair.evidence import noise_transition
     from trainyard.repair.loop import MIXUP_ALPHA
@@ -189,18 +196,17 @@ def ceiling_setting(name: str, kind: str, rate: float, seed: int, quick: bool, w
     suggested = noisy_y.copy()
     suggested[wrong] = table_["suggested_label"].to_numpy()[wrong]
 
-    def mixup_fit(labels, train_rows, suffix, extra=()):
-        s = Splits(np.sort(train_rows), splits.val, splits.test)
-        return fit(ds.with_labels(labels), splits=s, out=Path(workdir) / f"{tag}-{suffix}", write_report=False,
-                   callbacks=[*extra, Mixup(MIXUP_ALPHA)], ledger=False, **opts).test_metrics["acc"]
+    def on_train_rows(labels, train_rows, suffix, extra=()):
+        return mixup_fit(ds, labels, Splits(np.sort(train_rows), splits.val, splits.test),
+                         Path(workdir) / f"{tag}-{suffix}", opts, extra)
 
     # the true noise process P(given | true), counted on the training and validation rows the noise went into
     dev = np.concatenate([splits.train, splits.val])
     true_t = noise_transition(ds.y[dev], noisy_y[dev], ds.n_classes)
     acc = {"noisy": base.test_metrics["acc"], "oracle": oracle.test_metrics["acc"],
-           "drop_flipped": mixup_fit(noisy_y, np.setdiff1d(splits.train, wrong), "drop"),
-           "relabel_flipped_suggested": mixup_fit(suggested, splits.train, "relabel"),
-           "correct_true_transition": mixup_fit(noisy_y, splits.train, "correct", [ForwardCorrection(true_t)])}
+           "drop_flipped": on_train_rows(noisy_y, np.setdiff1d(splits.train, wrong), "drop"),
+           "relabel_flipped_suggested": on_train_rows(suggested, splits.train, "relabel"),
+           "correct_true_transition": on_train_rows(noisy_y, splits.train, "correct", [ForwardCorrection(true_t)])}
     gap = acc["oracle"] - acc["noisy"]
     return {"data": name, "noise": kind, "rate": rate, "seed": seed, "options": opts, "mixup": MIXUP_ALPHA, **acc,
             "n_flipped_train": int(len(wrong)),
@@ -326,6 +332,7 @@ def _row(name, kind, rate, seed, splits, opts, rep, precision, recall, t_repair,
          cleanlab_issues, t_cleanlab, tried, extra) -> dict:
     acc_noisy, acc_rep = rep["accuracy_before"], rep["accuracy_after"]
     gap = acc_oracle - acc_noisy
+    best = max([acc_noisy] + [c["test_acc"] for c in tried])
 
     def recovered(acc):
         return (acc - acc_noisy) / gap if gap > 1e-9 else None
@@ -344,8 +351,7 @@ def _row(name, kind, rate, seed, splits, opts, rep, precision, recall, t_repair,
             "variants": [r.get("variant") for r in rep["rounds"]],
             # what a perfect choice among the models the repair trained would have scored (the test split
             # choosing: a bound on what validation selection can win, not a result)
-            "candidates": tried, "best_candidate": max([acc_noisy] + [c["test_acc"] for c in tried]),
-            "gap_recovered_best_candidate": recovered(max([acc_noisy] + [c["test_acc"] for c in tried])),
+            "candidates": tried, "best_candidate": best, "gap_recovered_best_candidate": recovered(best),
             "seconds_repair": t_repair, "seconds_cleanlab": t_cleanlab, "time_ratio_repair_over_cleanlab":
                 t_repair / t_cleanlab if t_cleanlab else None, **extra}
 

@@ -28,18 +28,14 @@ def one(name: str, rate: float, seed: int, workdir: str) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from repair import noisy_setting  # benchmarks/repair.py
-    from trainyard.fitting import fit
-    from trainyard.repair.augment import Mixup
+    from repair import mixup_fit, noisy_setting  # benchmarks/repair.py
     from trainyard.repair.loop import MIXUP_ALPHA
     from trainyard.repair.robust import GCE_Q, GeneralizedCrossEntropy
 
     ds, splits, opts, noisy_y, _ = noisy_setting(name, "symmetric", rate, seed, False)
     row = {"data": name, "noise": "symmetric", "rate": rate, "seed": seed, "q": GCE_Q, "mixup": MIXUP_ALPHA}
     for tag, extra in (("cross_entropy", []), ("generalized_cross_entropy", [GeneralizedCrossEntropy(GCE_Q)])):
-        res = fit(ds.with_labels(noisy_y), splits=splits, out=Path(workdir) / f"{name}-{rate}-{seed}-{tag}",
-                  write_report=False, callbacks=extra + [Mixup(MIXUP_ALPHA)], ledger=False, quiet=True, **opts)
-        row[tag] = res.test_metrics["acc"]
+        row[tag] = mixup_fit(ds, noisy_y, splits, Path(workdir) / f"{name}-{rate}-{seed}-{tag}", opts, extra, quiet=True)
     return row
 
 

@@ -47,9 +47,9 @@ def auto(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE, prune: bool = 
             flags' suggestions are wrong in a systematic way and the flags miss rows, but the rate of
             each flip can still be estimated, and that is all the correction needs.
 
-    The loop tries five variants in the first round (gentle; prune; prune without relabelling;
-    trust; correct, and correct once more through the noise its own predictions find) and keeps the
-    one that scores best on validation. After a correct round the next also tries quarantining what
+    The loop tries the variants of ``loop.VARIANTS`` in the first round (gentle; prune; prune without
+    relabelling; trust; correct), correct once more through the noise its own predictions find, and
+    the cross-fit's flags quarantined, and keeps the one that scores best on validation. After a correct round the next also tries quarantining what
     that round's diagnosis flags (its model predicts the true class, so its flags are the better ones).
     """
     if correct:

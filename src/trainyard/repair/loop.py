@@ -31,8 +31,8 @@ from .auto import auto
 from .correct import ForwardCorrection, correct, transition_from
 from .crossfit import FOLDS, confident_flags, crossfit_probs
 from .drop import drop
-from .losses import ReplacedLoss
 from .evidence import consensus_probs, noise_transition, paired_difference, row_scores, usable_transition
+from .losses import ReplacedLoss
 from .outputs import write_outputs, write_samples
 from .plan import Plan, RoundInput
 from .rebalance import rebalance
