@@ -5,21 +5,31 @@ import numpy as np
 
 from ..errors import ConfigError
 
-NOISE_KINDS = ("symmetric", "class_conditional")
+NOISE_KINDS = ("symmetric", "class_conditional", "instance")
+# in ``instance`` noise no row is beyond being mislabelled: even a row a clean model is sure of
+# carries this much weight when the rows to flip are drawn
+INSTANCE_FLOOR = 0.01
 
 
 def inject_label_noise(y: np.ndarray, rate: float, kind: str = "symmetric", n_classes: int | None = None,
-                       seed: int = 0, idx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       seed: int = 0, idx: np.ndarray | None = None,
+                       probs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Flip exactly ``round(rate * len(rows))`` labels among ``rows`` (``idx``, or all of ``y``).
 
     Args:
         y: integer class codes.
         rate: share of rows to flip, 0..1.
         kind: ``symmetric`` (a flipped label goes to a uniformly random *other* class) or
-            ``class_conditional`` (class k goes to class (k + 1) mod K).
+            ``class_conditional`` (class k goes to class (k + 1) mod K) or ``instance`` (an annotator's
+            confusion: rows are drawn with weight ``1 - probs[row, y]`` (at least ``INSTANCE_FLOOR``),
+            so the rows a clean model finds hard are the likelier to be wrong, and each goes to the class
+            that model finds most likely after the true one; the flips depend on the row, not only on
+            its class, and every wrong label is a plausible one).
         n_classes: K; defaults to ``max(y) + 1``.
         seed: random seed for which rows flip (and, if symmetric, to what).
         idx: restrict flips to these rows (e.g. the training split; the test split keeps true labels).
+        probs: for ``instance``: (len(y), K) class probabilities of a model that knows the true labels,
+            best out of sample (the rows of ``idx`` are the ones read).
 
     Returns:
         ``(noisy_y, flipped)``: the new labels (int64, same length as ``y``) and a boolean mask
@@ -47,13 +57,31 @@ def inject_label_noise(y: np.ndarray, rate: float, kind: str = "symmetric", n_cl
         raise ConfigError("idx holds rows outside y")
     n_flip = int(round(float(rate) * len(rows)))
     rng = np.random.default_rng(seed)
-    chosen = rng.choice(rows, size=n_flip, replace=False) if n_flip else np.zeros(0, dtype=np.int64)
     noisy = y.astype(np.int64).copy()
+    if kind == "instance":
+        other = _confusions(y, rows, k, probs)
+        w = np.maximum(1.0 - np.asarray(probs, float)[rows, y[rows]], INSTANCE_FLOOR)
+        chosen = rng.choice(rows, size=n_flip, replace=False, p=w / w.sum()) if n_flip else rows[:0]
+        noisy[chosen] = other[np.searchsorted(rows, chosen)]
+    else:
+        chosen = rng.choice(rows, size=n_flip, replace=False) if n_flip else np.zeros(0, dtype=np.int64)
     if kind == "symmetric":
         # Adding 1..K-1 mod K reaches each other class with equal probability, never the same one.
         noisy[chosen] = (noisy[chosen] + rng.integers(1, k, size=n_flip)) % k
-    else:
+    elif kind == "class_conditional":
         noisy[chosen] = (noisy[chosen] + 1) % k
     flipped = np.zeros(len(y), dtype=bool)
     flipped[chosen] = True
     return noisy, flipped
+
+
+def _confusions(y: np.ndarray, rows: np.ndarray, k: int, probs: np.ndarray | None) -> np.ndarray:
+    """Per row of ``rows``, the most probable class other than its own under ``probs``."""
+    if probs is None:
+        raise ConfigError("instance noise needs probs: class probabilities of a model of the true labels")
+    p = np.asarray(probs, dtype=float)
+    if p.ndim != 2 or p.shape != (len(y), k) or not np.isfinite(p[rows]).all():
+        raise ConfigError(f"probs must be a finite ({len(y)}, {k}) array, got shape {p.shape}")
+    p = p[rows].copy()
+    p[np.arange(len(rows)), y[rows]] = -np.inf
+    return p.argmax(1).astype(np.int64)
