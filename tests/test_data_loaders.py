@@ -14,7 +14,7 @@ from trainyard.data import (Dataset, ImageArrayEncoder, ImageEncoder, Splits, Ta
                             read_table, stratified_sample)
 from trainyard.data.builtins import FASHION_ENV
 from trainyard.data.labels import natural_sorted
-from trainyard.errors import DataError
+from trainyard.errors import ConfigError, DataError
 
 
 # ----------------------------------------------------------------------------- tables
@@ -310,6 +310,33 @@ def test_noise_class_conditional_and_idx():
     noisy, flipped = inject_label_noise(y, 0.2, "class_conditional", n_classes=4, seed=2, idx=idx)
     assert flipped.sum() == 10 and not flipped[50:].any()
     assert (noisy[flipped] == (y[flipped] + 1) % 4).all()
+
+
+def test_noise_instance_flips_hard_rows_to_their_confusion():
+    # half the rows are "easy" (p(true) 0.99), half "hard" (p(true) 0.4, the rest on one rival class)
+    rng = np.random.default_rng(0)
+    n, k = 4000, 4
+    y = rng.integers(0, k, n)
+    rival = (y + 1 + rng.integers(0, k - 1, n)) % k
+    hard = np.arange(n) < n // 2
+    probs = np.full((n, k), 0.0)
+    probs[np.arange(n), y] = np.where(hard, 0.4, 0.99)
+    probs[np.arange(n), rival] += np.where(hard, 0.5, 0.005)
+    probs += (1 - probs.sum(1, keepdims=True)) / k
+    idx = np.arange(n - 500)  # the last 500 rows (a test split) keep their labels
+    noisy, flipped = inject_label_noise(y, 0.2, "instance", n_classes=k, seed=3, idx=idx, probs=probs)
+    assert flipped.sum() == round(0.2 * len(idx)) and not flipped[idx[-1] + 1:].any()
+    assert (noisy[flipped] == rival[flipped]).all() and (noisy[~flipped] == y[~flipped]).all()
+    # weight 0.6 against 0.01: the hard rows take almost all of the flips
+    assert flipped[hard].sum() / flipped.sum() > 0.95
+
+
+def test_noise_instance_needs_probs_of_the_right_shape():
+    y = np.arange(100) % 4
+    with pytest.raises(ConfigError, match="needs probs"):
+        inject_label_noise(y, 0.2, "instance", n_classes=4)
+    with pytest.raises(ConfigError, match=r"\(100, 4\)"):
+        inject_label_noise(y, 0.2, "instance", n_classes=4, probs=np.ones((100, 3)) / 3)
 
 
 # ----------------------------------------------------------------------------- separate test file

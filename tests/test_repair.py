@@ -343,12 +343,17 @@ def test_repair_rounds_train_with_mixup_unless_turned_off(monkeypatch, tmp_path)
 def test_a_round_is_kept_only_if_it_beats_the_best_on_validation():
     from trainyard.repair.loop import beats
 
-    base = np.array([1, 1, 0, 0, 1, 0, 1, 0], float)
+    rng = np.random.default_rng(1)
+    base = (rng.random(400) < 0.8).astype(float)
     assert not beats(base, base.copy())  # a tie keeps the earlier round (no repair)
-    better = base.copy()
-    better[2] = 1
-    assert beats(base, better)
-    assert not beats(better, base)
+    wrong, right = np.flatnonzero(base == 0), np.flatnonzero(base == 1)
+    clearly = base.copy()
+    clearly[wrong[:12]] = 1  # 12 rows better, none worse: several standard errors
+    assert beats(base, clearly)
+    assert not beats(clearly, base)
+    mixed = clearly.copy()  # the same 12 better but 10 others worse: a lead of 2 rows, 0.43 standard errors
+    mixed[right[:10]] = 0
+    assert not beats(base, mixed)
 
 
 def test_repair_rounds_use_the_final_epoch_unless_validation_says_it_is_worse():
