@@ -29,6 +29,10 @@ bench: $(STAMP)
 	for s in benchmarks/*.py; do echo "== $$s"; $(BIN)/python $$s || exit 1; done
 	echo "== benchmarks/repair.py --ablation"; $(BIN)/python benchmarks/repair.py --ablation
 	echo "== benchmarks/repair.py --ceiling"; $(BIN)/python benchmarks/repair.py --ceiling
+	echo "== benchmarks/repair.py beyond the named settings"; \
+	$(BIN)/python benchmarks/repair.py --datasets breast_cancer --noise symmetric:0.2,symmetric:0.4,instance:0.2,instance:0.4 --out repair_general_bc && \
+	$(BIN)/python benchmarks/repair.py --datasets digits,synthetic,fashion --noise instance:0.2,instance:0.4 --out repair_general_instance && \
+	$(BIN)/python benchmarks/repair.py --merge benchmarks/results/repair_general_bc.json benchmarks/results/repair_general_instance.json --out repair_general
 
 clean:
 	rm -rf $(VENV) build *.egg-info
