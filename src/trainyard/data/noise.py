@@ -57,31 +57,32 @@ def inject_label_noise(y: np.ndarray, rate: float, kind: str = "symmetric", n_cl
         raise ConfigError("idx holds rows outside y")
     n_flip = int(round(float(rate) * len(rows)))
     rng = np.random.default_rng(seed)
+    weights, other = _instance_flips(y, rows, k, probs) if kind == "instance" else (None, None)
+    chosen = rng.choice(rows, size=n_flip, replace=False, p=weights) if n_flip else np.zeros(0, dtype=np.int64)
     noisy = y.astype(np.int64).copy()
     if kind == "instance":
-        other = _confusions(y, rows, k, probs)
-        w = np.maximum(1.0 - np.asarray(probs, float)[rows, y[rows]], INSTANCE_FLOOR)
-        chosen = rng.choice(rows, size=n_flip, replace=False, p=w / w.sum()) if n_flip else rows[:0]
         noisy[chosen] = other[np.searchsorted(rows, chosen)]
-    else:
-        chosen = rng.choice(rows, size=n_flip, replace=False) if n_flip else np.zeros(0, dtype=np.int64)
-    if kind == "symmetric":
+    elif kind == "symmetric":
         # Adding 1..K-1 mod K reaches each other class with equal probability, never the same one.
         noisy[chosen] = (noisy[chosen] + rng.integers(1, k, size=n_flip)) % k
-    elif kind == "class_conditional":
+    else:
         noisy[chosen] = (noisy[chosen] + 1) % k
     flipped = np.zeros(len(y), dtype=bool)
     flipped[chosen] = True
     return noisy, flipped
 
 
-def _confusions(y: np.ndarray, rows: np.ndarray, k: int, probs: np.ndarray | None) -> np.ndarray:
-    """Per row of ``rows``, the most probable class other than its own under ``probs``."""
+def _instance_flips(y: np.ndarray, rows: np.ndarray, k: int,
+                    probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """For ``instance`` noise, per row of ``rows``: the probability of being drawn (proportional to
+    ``1 - probs[row, y]``, at least ``INSTANCE_FLOOR``) and the most probable class other than its own."""
     if probs is None:
         raise ConfigError("instance noise needs probs: class probabilities of a model of the true labels")
     p = np.asarray(probs, dtype=float)
     if p.ndim != 2 or p.shape != (len(y), k) or not np.isfinite(p[rows]).all():
         raise ConfigError(f"probs must be a finite ({len(y)}, {k}) array, got shape {p.shape}")
     p = p[rows].copy()
-    p[np.arange(len(rows)), y[rows]] = -np.inf
-    return p.argmax(1).astype(np.int64)
+    own = np.arange(len(rows)), y[rows]
+    w = np.maximum(1.0 - p[own], INSTANCE_FLOOR)
+    p[own] = -np.inf
+    return w / w.sum(), p.argmax(1).astype(np.int64)

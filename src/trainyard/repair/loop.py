@@ -300,14 +300,15 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
         state = new
         log(f"round {r}: val acc {rec['val_acc']:.4f} (noise-corrected {rec['val_acc_corrected']:.4f})")
         # paired, row by row, with the best round so far. A round is kept only if it scores better
-        # on validation by more than the noise of the comparison (``beats``); a tie or worse stops the rounds and the best earlier round stays (the
-        # baseline when no round beat it). Keeping ties because "the data is cleaner by the
-        # diagnosis' evidence" made Fashion-MNIST at 20 % noise worse than no repair: where the
-        # flags are ~70 % precise, the evidence is exactly what cannot be trusted.
+        # on validation by more than the noise of the comparison (``clears_margin``); a tie or worse
+        # stops the rounds and the best earlier round stays (the baseline when no round beat it).
+        # Keeping ties because "the data is cleaner by the diagnosis' evidence" made Fashion-MNIST at
+        # 20 % noise worse than no repair: where the flags are ~70 % precise, the evidence is exactly
+        # what cannot be trusted.
         best = int(np.argmax([v.mean() for v in val_rows[:-1]]))
         diff, se = paired_difference(val_rows[best], val_rows[-1])
         rec["val_vs_best"], rec["val_vs_best_se"], rec["compared_with_round"] = diff, se, best
-        if not beats(val_rows[best], val_rows[-1]):
+        if not clears_margin(diff, se):
             log(f"round {r}: validation is not better than round {best}; stopping")
             chosen = best
             break
@@ -439,7 +440,11 @@ KEEP_MARGIN_SE = 0.5
 def beats(best_rows: np.ndarray, new_rows: np.ndarray, margin_se: float = KEEP_MARGIN_SE) -> bool:
     """Whether a round's per-row validation scores beat the best round's, paired row by row, by more
     than ``margin_se`` standard errors of the difference."""
-    diff, se = paired_difference(best_rows, new_rows)
+    return clears_margin(*paired_difference(best_rows, new_rows), margin_se)
+
+
+def clears_margin(diff: float, se: float, margin_se: float = KEEP_MARGIN_SE) -> bool:
+    """Whether a paired validation lead ``diff`` (standard error ``se``) is enough to keep a round."""
     return diff > 0 and diff > margin_se * se
 
 
