@@ -241,6 +241,28 @@ def test_auto_variants_split_flagged_rows_between_relabel_and_quarantine():
     assert (pruned.labels == inp.labels).all() and np.flatnonzero(pruned.drop).tolist() == [1, 2]
 
 
+def test_revisit_rejudges_only_what_earlier_rounds_changed():
+    from trainyard.repair.auto import auto
+
+    inp = _round()
+    inp.given = np.array([0, 1, 1, 1, 0, 1, 0, 1])  # an earlier round relabelled row 1 (1 -> 0) ...
+    inp.labels = np.array([0, 0, 1, 1, 0, 1, 0, 1])
+    inp.in_train = np.array([True, True, True, True, False, True, False, False])  # ... and quarantined row 4
+    # the retrained model: disagrees with the relabel of row 1 (back to its given class) and with the
+    # untouched rows 2 and 5 (its own errors, or new flips: revisit leaves them alone); predicts the
+    # quarantined row 4 with 0.95
+    inp.model_probs = np.array([[.9, .1], [.3, .7], [.8, .2], [.4, .6], [.05, .95], [.7, .3], [np.nan] * 2,
+                                [np.nan] * 2], np.float32)
+    plan = _restrict(auto(inp, revisit=True), inp)
+    assert np.flatnonzero(plan.labels != inp.labels).tolist() == [1, 4] and plan.labels[1] == 1
+    assert np.flatnonzero(plan.restore).tolist() == [4] and plan.labels[4] == 1 and not plan.drop.any()
+    inp.model_probs[4] = [0.4, 0.6]  # not sure enough of the quarantined row: it stays out
+    plan = _restrict(auto(inp, revisit=True), inp)
+    assert not plan.restore.any() and np.flatnonzero(plan.labels != inp.labels).tolist() == [1]
+    inp.exempt = np.arange(8) == 1  # a reviewer's decision is never revisited
+    assert (_restrict(auto(inp, revisit=True), inp).labels == inp.labels).all()
+
+
 def test_drop_and_reweight_touch_only_editable_training_rows():
     inp = _round()
     d = _restrict(drop(inp), inp)

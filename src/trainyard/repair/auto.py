@@ -15,13 +15,12 @@ from .drop import reason
 from .plan import Plan, RoundInput
 from .rebalance import IMBALANCE_RATIO, imbalance_ratio, rebalance
 from .relabel import MIN_CONFIDENCE, clear_suggestions, with_suggestion
+from .revisit import restore_quarantined
+from .revisit import revisit as revisit_plan
 
 # over-fitting alone triggers augmentation only when label noise does not explain it: with many
 # wrong labels the model "over-fits" by memorising them, and fixing the labels is the cure
 FEW_FLAGS = 0.02
-# a quarantined row comes back (with the predicted label) when a later, cleaner model predicts it
-# out of sample with at least this probability
-RESTORE_CONFIDENCE = 0.9
 # a flagged row without a clear suggestion is quarantined only when its label is very likely wrong;
 # below this the flags of a weak model are mostly hard but correct rows, and removing them starves
 # the hard classes (measured on digits: flagged rows with label_score 0.5-0.7 were ~80 % correct)
@@ -29,7 +28,7 @@ DROP_SCORE = 0.9
 
 
 def auto(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE, prune: bool = False,
-         relabel: bool = True, trust: bool = False, correct: bool = False) -> Plan:
+         relabel: bool = True, trust: bool = False, correct: bool = False, revisit: bool = False) -> Plan:
     """The per-sample mix of relabel and drop, plus rebalance / augment when triggered.
 
     Args:
@@ -46,12 +45,18 @@ def auto(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE, prune: bool = 
             instead (``correct.correct``, forward loss correction). Under class-conditional noise the
             flags' suggestions are wrong in a systematic way and the flags miss rows, but the rate of
             each flip can still be estimated, and that is all the correction needs.
+        revisit: flag nothing new; re-examine the rows earlier rounds relabelled or quarantined with
+            the last model (``revisit.revisit``). A later-round candidate: after a cleaning round the
+            detector's new flags are mostly the cleaner model's own errors on correct rows.
 
     The loop tries the variants of ``loop.VARIANTS`` in the first round (gentle; prune; prune without
     relabelling; trust; correct), correct once more through the noise its own predictions find, and
     the cross-fit's flags quarantined, and keeps the one that scores best on validation. After a correct round the next also tries quarantining what
-    that round's diagnosis flags (its model predicts the true class, so its flags are the better ones).
+    that round's diagnosis flags (its model predicts the true class, so its flags are the better ones);
+    after a cleaning round, the next also tries revisiting that round's changes instead of repeating it.
     """
+    if revisit:
+        return revisit_plan(inp)
     if correct:
         return _data_level(inp, correct_plan(inp), inp, float(inp.flagged().sum()))
     plan = Plan.unchanged(inp)
@@ -66,13 +71,7 @@ def auto(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE, prune: bool = 
     plan.reasons.update({int(i): reason(inp, int(i), "outlier") + " and label_issue" for i in np.flatnonzero(outlier)})
     plan.notes.append(f"relabelled {int(clear.sum())} flagged rows with a clear suggestion, quarantined "
                       f"{int(ambiguous.sum())} ambiguous flagged rows and {int(outlier.sum())} flagged outliers")
-    if inp.quarantined_probs is not None and inp.quarantined.any():
-        q = np.nan_to_num(inp.quarantined_probs, nan=0.0)
-        back = inp.quarantined & ~inp.exempt & (q.max(1) >= RESTORE_CONFIDENCE)
-        plan.restore = back
-        plan.labels[back] = q[back].argmax(1)
-        plan.notes.append(f"restored {int(back.sum())} quarantined rows the retrained model predicts with "
-                          f"probability >= {RESTORE_CONFIDENCE:g}")
+    plan = restore_quarantined(inp, plan)
     plan = plan.merge(keep_class_prior(inp, plan))
     after = RoundInput(**{**inp.__dict__, "labels": plan.labels, "in_train": inp.in_train & ~plan.drop})
     return _data_level(inp, plan, after, float(flagged.sum()))

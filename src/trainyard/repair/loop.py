@@ -232,7 +232,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
         inp = RoundInput(X=dev.X, labels=state.labels.copy(), given=dev.y, in_train=state.in_train.copy(),
                          is_val=is_val, exempt=exempt, samples=prev_evidence["samples"],
                          consensus=prev_evidence["consensus"], classes=ds.classes, kind=ds.kind,
-                         quarantined_probs=_quarantined_probs(prev_fit, dev, state, is_val),
+                         model_probs=_model_probs(prev_fit, dev, is_val),
                          reliability=_reliability(prev_evidence["consensus"], is_val, val_labels, transition),
                          history=list(prev_fit.history), model_health=_model_health(prev_fit), round=r,
                          transition=noise)
@@ -242,6 +242,11 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
             # a model trained through the noise predicts the true class, so its diagnosis' flags
             # are a better detector than the baseline's: quarantine them, or correct once more
             candidates = [("", variant), ("drop", VARIANTS["drop"])]
+        elif policy == "auto" and not variant.get("revisit"):
+            # after a cleaning round the new flags are mostly the cleaner model's own errors where
+            # data is plentiful, and the rows it changed are what is left to get right (``revisit``);
+            # on small data the repeated round still finds missed flips: try both
+            candidates = [("", variant), ("revisit", {"revisit": True})]
         else:
             candidates = [("", variant)]
         tried = []
@@ -566,12 +571,13 @@ def _reliability(consensus: np.ndarray, is_val: np.ndarray, val_labels: np.ndarr
     return reliability_curve(cv[ok].max(1), cv[ok].argmax(1) == val_labels[ok], transition)
 
 
-def _quarantined_probs(fr, dev: Dataset, state: _State, is_val: np.ndarray) -> np.ndarray:
-    """Out-of-sample predictions of a round's model for the rows quarantined before it."""
+def _model_probs(fr, dev: Dataset, is_val: np.ndarray) -> np.ndarray:
+    """A round's model's class probabilities for every training row, quarantined ones included (out
+    of sample for those); NaN for validation rows."""
     from ..train.trainer import predict_proba
 
     out = np.full((len(dev), dev.n_classes), np.nan, dtype=np.float32)
-    rows = np.flatnonzero(~state.in_train & ~is_val)
+    rows = np.flatnonzero(~is_val)
     if len(rows):
         out[rows] = predict_proba(fr.model, dev.X[rows])
     return out

@@ -30,7 +30,9 @@ class RoundInput:
     classes: list[str]
     kind: str  # tabular | image | text
     reliability: Any = None  # probability -> how often the model's top class is right (held-out rows)
-    quarantined_probs: np.ndarray | None = None  # (rows, K) the last model's predictions for quarantined rows
+    # (rows, K) the last round's model's class probabilities for the training rows: in sample for the rows
+    # it trained on, out of sample for quarantined ones (NaN elsewhere; None in round 1)
+    model_probs: np.ndarray | None = None
     history: list[dict] = field(default_factory=list)  # the diagnosed run's metrics per epoch
     model_health: dict | None = None
     round: int = 1
