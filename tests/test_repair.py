@@ -263,6 +263,20 @@ def test_revisit_rejudges_only_what_earlier_rounds_changed():
     assert (_restrict(auto(inp, revisit=True), inp).labels == inp.labels).all()
 
 
+def test_later_rounds_try_revisiting_after_a_cleaning_round():
+    from trainyard.repair.loop import VARIANTS, round_candidates
+
+    inp = _round()
+    first = [name for name, _ in round_candidates("auto", 1, {}, inp)]
+    assert first == ["gentle", "prune", "drop", "trust", "correct"]  # no cross-fit evidence given
+    for cleaning in ("gentle", "prune", "drop", "trust"):
+        assert round_candidates("auto", 2, VARIANTS[cleaning], inp) == [("", VARIANTS[cleaning]),
+                                                                          ("revisit", {"revisit": True})]
+    assert round_candidates("auto", 2, VARIANTS["correct"], inp) == [("", VARIANTS["correct"]), ("drop", VARIANTS["drop"])]
+    assert round_candidates("auto", 3, {"revisit": True}, inp) == [("", {"revisit": True})]
+    assert round_candidates("relabel", 2, {}, inp) == [("", {})]
+
+
 def test_drop_and_reweight_touch_only_editable_training_rows():
     inp = _round()
     d = _restrict(drop(inp), inp)

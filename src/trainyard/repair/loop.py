@@ -236,19 +236,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
                          reliability=_reliability(prev_evidence["consensus"], is_val, val_labels, transition),
                          history=list(prev_fit.history), model_health=_model_health(prev_fit), round=r,
                          transition=noise)
-        if policy == "auto" and r == 1:
-            candidates = list(VARIANTS.items()) + _crossfit_candidates(inp, oof)
-        elif policy == "auto" and variant.get("correct"):
-            # a model trained through the noise predicts the true class, so its diagnosis' flags
-            # are a better detector than the baseline's: quarantine them, or correct once more
-            candidates = [("", variant), ("drop", VARIANTS["drop"])]
-        elif policy == "auto" and not variant.get("revisit"):
-            # after a cleaning round the new flags are mostly the cleaner model's own errors where
-            # data is plentiful, and the rows it changed are what is left to get right (``revisit``);
-            # on small data the repeated round still finds missed flips: try both
-            candidates = [("", variant), ("revisit", {"revisit": True})]
-        else:
-            candidates = [("", variant)]
+        candidates = round_candidates(policy, r, variant, inp, oof)
         tried = []
         for name, options in candidates:  # may grow while it runs: see "correct" below
             cand_inp, options = _candidate_input(inp, options)
@@ -352,6 +340,28 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
 
 
 # -- rounds ---------------------------------------------------------------------------------------
+def round_candidates(policy: str, r: int, variant: dict, inp: RoundInput,
+                     oof: np.ndarray | None = None) -> list[tuple[str, dict]]:
+    """(name, policy options) of each model round ``r`` trains; the loop keeps the best on validation.
+
+    ``variant``: the options of the round kept last (empty in round 1). Only ``auto`` has several.
+    """
+    if policy != "auto":
+        return [("", variant)]
+    if r == 1:
+        return list(VARIANTS.items()) + _crossfit_candidates(inp, oof)
+    if variant.get("correct"):
+        # a model trained through the noise predicts the true class, so its diagnosis' flags are a
+        # better detector than the baseline's: quarantine them, or correct once more
+        return [("", variant), ("drop", VARIANTS["drop"])]
+    if not variant.get("revisit"):
+        # after a cleaning round the new flags are mostly the cleaner model's own errors where data is
+        # plentiful, and the rows it changed are what is left to get right (``revisit``); on small
+        # data the repeated round still finds missed flips: try both
+        return [("", variant), ("revisit", {"revisit": True})]
+    return [("", variant)]
+
+
 def _crossfit_candidates(inp: RoundInput, oof: np.ndarray | None) -> list[tuple[str, dict]]:
     """First-round candidates from out-of-fold evidence: quarantine what cross-fitted models flag
     (``crossfit``), and that together with the diagnosis' flags (``crossfit+diagnosis``)."""
