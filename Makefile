@@ -32,7 +32,8 @@ bench: $(STAMP)
 	echo "== benchmarks/repair.py beyond the named settings"; \
 	$(BIN)/python benchmarks/repair.py --datasets breast_cancer --noise symmetric:0.2,symmetric:0.4,instance:0.2,instance:0.4 --out repair_general_bc && \
 	$(BIN)/python benchmarks/repair.py --datasets digits,synthetic,fashion --noise instance:0.2,instance:0.4 --out repair_general_instance && \
-	$(BIN)/python benchmarks/repair.py --merge benchmarks/results/repair_general_bc.json benchmarks/results/repair_general_instance.json --out repair_general
+	$(BIN)/python benchmarks/repair.py --datasets imbalanced --noise symmetric:0.2,symmetric:0.4,instance:0.2,instance:0.4 --out repair_general_imbalanced && \
+	$(BIN)/python benchmarks/repair.py --merge benchmarks/results/repair_general_bc.json benchmarks/results/repair_general_instance.json benchmarks/results/repair_general_imbalanced.json --out repair_general
 
 clean:
 	rm -rf $(VENV) build *.egg-info

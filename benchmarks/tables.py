@@ -93,7 +93,11 @@ def repair_table(name: str = "repair.json") -> str:
     n_copied = sum(1 for x in runs if x.get("baselines_from"))
     code = d.get("code") or {}
     note = f"\n(`results/{name}`, complete: {d.get('complete')}"
-    if code.get("commit"):
+    if d.get("merged_from"):  # parts measured on different code: name each part's commit
+        note += ", merged from " + ", ".join(
+            f"`{Path(m['file']).name}` (commit {m.get('commit', '?')[:7]}"
+            + (", with uncommitted changes" if m.get("modified") else "") + ")" for m in d["merged_from"])
+    elif code.get("commit"):
         note += f", code at commit {code['commit'][:7]}"
         if code.get("modified"):
             note += f" with uncommitted changes to {', '.join(m.split()[-1] for m in code['modified'])}"
