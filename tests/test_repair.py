@@ -261,6 +261,9 @@ def test_revisit_rejudges_only_what_earlier_rounds_changed():
     assert not plan.restore.any() and np.flatnonzero(plan.labels != inp.labels).tolist() == [1]
     inp.exempt = np.arange(8) == 1  # a reviewer's decision is never revisited
     assert (_restrict(auto(inp, revisit=True), inp).labels == inp.labels).all()
+    inp.model_probs = None  # round 1 has no earlier model: nothing to revisit
+    plan = _restrict(auto(inp, revisit=True), inp)
+    assert (plan.labels == inp.labels).all() and not plan.restore.any() and not plan.drop.any()
 
 
 def test_later_rounds_try_revisiting_after_a_cleaning_round():

@@ -55,8 +55,10 @@ def auto(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE, prune: bool = 
     that round's diagnosis flags (its model predicts the true class, so its flags are the better ones);
     after a cleaning round, the next also tries revisiting that round's changes instead of repeating it.
     """
-    if revisit:
-        return revisit_plan(inp)
+    if revisit:  # like every variant, on top of it rebalance / augment where the data calls for them
+        plan = revisit_plan(inp)
+        after = RoundInput(**{**inp.__dict__, "labels": plan.labels, "in_train": inp.in_train | plan.restore})
+        return _data_level(inp, plan, after, float(inp.flagged().sum()))
     if correct:
         return _data_level(inp, correct_plan(inp), inp, float(inp.flagged().sum()))
     plan = Plan.unchanged(inp)

@@ -48,6 +48,7 @@ def revisit(inp: RoundInput) -> Plan:
     >>> plan.notes                      # doctest: +SKIP
     """
     plan = Plan.unchanged(inp)
+    plan.restore = np.zeros(len(inp.labels), dtype=bool)
     if inp.model_probs is None:
         plan.notes.append("revisited nothing: no predictions of the last model")
         return plan
