@@ -7,8 +7,9 @@ on correct rows (make_classification at 20 % symmetric noise, one seed: repeatin
 relabelling on the new flags took the wrong training labels from 505 to 909). The rows an earlier
 round changed are different: each was already suspect, and a suggestion taken from the noisy
 baseline is the likeliest to be wrong. The model trained on the cleaner labels is the better judge
-of them (same run: 505 -> 432 wrong labels, and +0.14 test points). Quarantined rows come back as
-in ``auto`` (out-of-sample prediction with at least ``RESTORE_CONFIDENCE`` probability).
+of them (same run: 505 -> 432 wrong labels, and +0.14 test points; ``benchmarks/second_round.py``).
+Quarantined rows come back as in ``auto`` (out-of-sample prediction with at least
+``RESTORE_CONFIDENCE`` probability).
 
 Where the model fits its training rows closely (small data, many epochs) it mostly agrees with the
 labels it was given and revisiting changes little; the loop then tries the usual repetition of the
