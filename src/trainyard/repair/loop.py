@@ -232,7 +232,8 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
         inp = RoundInput(X=dev.X, labels=state.labels.copy(), given=dev.y, in_train=state.in_train.copy(),
                          is_val=is_val, exempt=exempt, samples=prev_evidence["samples"],
                          consensus=prev_evidence["consensus"], classes=ds.classes, kind=ds.kind,
-                         model_probs=_model_probs(prev_fit, dev, is_val),
+                         # round 1 has nothing quarantined and nothing to revisit: skip the pass
+                         model_probs=_model_probs(prev_fit, dev, is_val) if r > 1 else None,
                          reliability=_reliability(prev_evidence["consensus"], is_val, val_labels, transition),
                          history=list(prev_fit.history), model_health=_model_health(prev_fit), round=r,
                          transition=noise)
