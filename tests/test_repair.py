@@ -184,6 +184,23 @@ def test_corrected_accuracy_recovers_the_clean_accuracy():
     assert row_scores(better, given, sym).mean() > row_scores(pred, given, sym).mean()
 
 
+def test_reviewed_validation_rows_are_scored_as_they_are():
+    """Half the validation rows carry a reviewer's (true) labels, half the 30 % k -> k+1 noise: the
+    reviewed rows are scored 0/1, the rest corrected, and the mean recovers the true accuracy. Correcting
+    the reviewed rows too (as if they were noisy) would put it far off."""
+    rng = np.random.default_rng(1)
+    n, k = 40_000, 5
+    truth = rng.integers(0, k, n)
+    pred = np.where(rng.random(n) < 0.8, truth, (truth + rng.integers(1, k, n)) % k)
+    trusted = np.arange(n) < n // 2
+    given = np.where(~trusted & (rng.random(n) < 0.3), (truth + 1) % k, truth)
+    T = noise_transition(truth[~trusted], given[~trusted], k, prior=0)
+    scores = row_scores(pred, given, T, trusted)
+    assert np.array_equal(scores[trusted], (pred == given)[trusted].astype(float))
+    assert abs(scores.mean() - float((pred == truth).mean())) < 0.01
+    assert abs(row_scores(pred, given, T).mean() - float((pred == truth).mean())) > 0.05
+
+
 def test_a_transition_just_under_the_line_is_shrunk_not_dropped():
     """Class-conditional noise estimated at 40 % with one class at 54 %: the raw estimate is not usable
     (that class mostly mislabelled), the least shrinkage towards the identity is, and the corrected

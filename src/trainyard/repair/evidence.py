@@ -115,14 +115,22 @@ def usable_transition(transition: np.ndarray, step: float = 0.05) -> np.ndarray 
     return None
 
 
-def row_scores(pred: np.ndarray, given: np.ndarray, transition: np.ndarray | None) -> np.ndarray:
+def row_scores(pred: np.ndarray, given: np.ndarray, transition: np.ndarray | None,
+               trusted: np.ndarray | None = None) -> np.ndarray:
     """Per-row contributions to the corrected accuracy: ``inv(T)[given, pred]``, since
     ``trace(C @ inv(T)) = sum_i inv(T)[given_i, pred_i]``; plain 0/1 correctness when ``transition``
-    is None or not :func:`usable`. Per-row scores let two models be compared row by row (paired)."""
+    is None or not :func:`usable`, and on ``trusted`` rows (a reviewer's labels: no noise to correct
+    for, and the correction's weights would distort them). Per-row scores let two models be compared
+    row by row (paired); either kind of row estimates the true correctness without bias, so their mean
+    is the accuracy."""
     pred, given = np.asarray(pred, int), np.asarray(given, int)
+    plain = (pred == given).astype(np.float64)
     if not usable(transition):
-        return (pred == given).astype(np.float64)
-    return np.linalg.inv(transition)[given, pred]
+        return plain
+    out = np.linalg.inv(transition)[given, pred]
+    if trusted is not None:
+        out = np.where(np.asarray(trusted, bool), plain, out)
+    return out
 
 
 def corrected_accuracy(pred: np.ndarray, given: np.ndarray, transition: np.ndarray | None) -> float:

@@ -187,6 +187,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
         oof = crossfit_probs(dev, state.labels, state.in_train & ~exempt, is_val, cfg, run.path / "crossfit",
                              crossfit_folds, quiet)
     val_labels = state.labels[is_val]  # given labels (or a reviewer's): what every round is graded on
+    val_trusted = exempt[is_val]  # a reviewer's validation labels are scored as they are, not corrected
 
     val_rows: list[np.ndarray] = []  # each kept round's per-row corrected validation score
 
@@ -195,7 +196,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
 
         def rows_of(model) -> tuple[np.ndarray, np.ndarray]:
             pred = predict_proba(model, dev.X[is_val]).argmax(1)
-            return pred, row_scores(pred, val_labels, transition)
+            return pred, row_scores(pred, val_labels, transition, val_trusted)
 
         pred, rows = rows_of(fr.model)
         extra = {}
