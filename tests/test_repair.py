@@ -142,6 +142,10 @@ def test_reviewed_decisions_are_applied_first(fixed, noisy_digits, tmp_path):
     assert out.loc[test_row, "label"] == given[test_row]  # ... never to test rows
     assert res.report["reviewed"]["skipped_test_rows"] == 1
     assert res.report["reviewed"]["accepted"] == 1 and res.report["reviewed"]["rejected"] == 1
+    # one validation row reviewed; the flagged validation rows left for a reviewer are counted
+    flagged_val = set(s[s["label_issue"] & (s["split"] == "val")]["id"].astype(str))
+    assert res.report["validation_review"] == {"flagged": len(flagged_val), "reviewed": 1,
+                                               "flagged_unreviewed": len(flagged_val - {val_row})}
 
 
 def test_reviewed_file_errors_name_the_file_and_line(tmp_path):

@@ -13,12 +13,19 @@ import pytest
 from test_report import CHROMIUM, CHROMIUM_ARGS, EXPECTED, N_FLAGGED, browser_or_skip, dump_json, make_image_run
 from trainyard.errors import ConfigError, RunError
 from trainyard.report import create_review_app, make_review_server, read_decisions
+from trainyard.report.flagged import flagged_samples
+from trainyard.report.run_files import load_run_files
 from trainyard.report.review import DecisionStore
 
 
 @pytest.fixture()
 def run(tmp_path) -> Path:
-    return make_image_run(tmp_path / "digits")
+    path = make_image_run(tmp_path / "digits")
+    # three flagged rows (an outlier, two ambiguous) are validation rows: the page can list them alone
+    samples = pd.read_csv(path / "samples.csv", dtype={"id": str})
+    samples.loc[samples["id"].isin(["img_020", "img_060", "img_061"]), "split"] = "val"
+    samples.to_csv(path / "samples.csv", index=False)
+    return path
 
 
 @contextmanager
@@ -57,6 +64,10 @@ def test_samples_api_lists_flagged_worst_first(run):
     sev = [s["severity"] for s in samples]
     assert sev == sorted(sev, reverse=True)
     assert body["classes"] == [str(c) for c in range(10)]
+    # each sample's split, so the page can list the validation rows repair chooses with
+    split = dict(zip(*[pd.read_csv(run / "samples.csv")[c].astype(str) for c in ("id", "split")]))
+    assert [s["split"] for s in samples] == [split[s["id"]] for s in samples]
+    assert any(s["split"] == "val" for s in samples) and any(s["split"] == "train" for s in samples)
     by_id = {s["id"]: s for s in samples}
     assert set(by_id["img_003"]["issues"]) == {"label", "ambiguous"}
     assert by_id["img_040"]["twin"]["id"] == "img_041"
@@ -165,6 +176,9 @@ def test_review_in_chromium_and_after_restart(run, tmp_path):
                 assert page.locator("article.rv.current").get_attribute("data-index") == "3"
                 page.select_option("#issue-filter", "label")
                 assert page.locator("article.rv:visible").count() == EXPECTED["label"]
+                page.select_option("#issue-filter", "val")
+                n_val = int((flagged_samples(load_run_files(run).samples)["split"] == "val").sum())
+                assert n_val == 3 and page.locator("article.rv:visible").count() == 3  # the fixture's three
                 page.goto("about:blank")
         finally:
             browser.close()

@@ -135,6 +135,8 @@ def _sample_records(flagged, ev: Evidence) -> list[dict]:
             "pos": pos, "id": r["id"], "given": r["given_label"], "suggested": r["suggested_label"],
             "issues": r["issues"], "reasons": why + ([extra] if extra else []),
             "severity": round(float(r["severity"]), 4),
+            # validation rows are what repair chooses its rounds with: the page can list them alone
+            "split": str(r["split"]) if "split" in r and isinstance(r["split"], str) else "",
             "features": view.features, "text": view.text, "has_thumb": ev.has_images(),
             "twin": None if twin is None else {"pos": twin, "id": r["duplicate_of"],
                                                "text": ev.text(twin), "features": ev.features(twin)},
