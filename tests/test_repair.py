@@ -13,7 +13,8 @@ import torch
 from trainyard.data import Dataset, inject_label_noise, load, make_splits
 from trainyard.errors import DataError
 from trainyard.repair import Mixup, ImageAugment, RoundInput, drop, rebalance, relabel, repair, reweight
-from trainyard.repair.evidence import corrected_accuracy, noise_transition, row_scores, usable, usable_transition
+from trainyard.repair.evidence import (corrected_accuracy, noise_transition, row_scores, unreviewed_noise, usable,
+                                      usable_transition)
 from trainyard.repair.loop import _restrict
 from trainyard.repair.reviewed import apply_reviewed
 
@@ -203,6 +204,27 @@ def test_reviewed_validation_rows_are_scored_as_they_are():
     assert np.array_equal(scores[trusted], (pred == given)[trusted].astype(float))
     assert abs(scores.mean() - float((pred == truth).mean())) < 0.01
     assert abs(row_scores(pred, given, T).mean() - float((pred == truth).mean())) > 0.05
+
+
+def test_rows_left_unreviewed_are_corrected_for_the_noise_left_in_them():
+    """30 % k -> k+1 noise, flagged exactly: a reviewer fixes all, then half, of the flagged rows. The
+    noise assumed for the unreviewed rest shrinks with the flags left (none: no correction), and the
+    mixed score recovers the true accuracy; keeping the full-rate correction on them would not."""
+    rng = np.random.default_rng(2)
+    n, k = 40_000, 5
+    truth = rng.integers(0, k, n)
+    pred = np.where(rng.random(n) < 0.8, truth, (truth + rng.integers(1, k, n)) % k)
+    noisy = rng.random(n) < 0.3
+    given = np.where(noisy, (truth + 1) % k, truth)
+    T = noise_transition(truth, given, k, prior=0)  # what perfect flags estimate
+    true_acc = float((pred == truth).mean())
+    assert unreviewed_noise(T, noisy, np.zeros(n, bool)) is T  # nothing reviewed: unchanged
+    for reviewed in (noisy, noisy & (rng.random(n) < 0.5)):
+        labels = np.where(reviewed, truth, given)
+        left = unreviewed_noise(T, noisy, reviewed)
+        assert abs(row_scores(pred, labels, left, reviewed).mean() - true_acc) < 0.01
+        assert abs(row_scores(pred, labels, T, reviewed).mean() - true_acc) > 0.03
+    assert np.allclose(unreviewed_noise(T, noisy, noisy), np.eye(k))
 
 
 def test_a_transition_just_under_the_line_is_shrunk_not_dropped():

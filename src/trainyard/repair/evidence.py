@@ -115,6 +115,22 @@ def usable_transition(transition: np.ndarray, step: float = 0.05) -> np.ndarray 
     return None
 
 
+def unreviewed_noise(transition: np.ndarray | None, flagged: np.ndarray, reviewed: np.ndarray) -> np.ndarray | None:
+    """The noise transition of the rows a reviewer left, when ``transition`` was estimated (from the
+    flags) for all of them: ``I + s (T - I)``, ``s`` = the flagged share of the unreviewed rows over the
+    flagged share of all rows (at most 1). The estimate counts noise only where rows are flagged, so
+    once a reviewer has labelled the flagged rows the rest are, by the same estimate, clean: correcting
+    them for the full rate would inflate every model's score by the noise just removed, the more the
+    more a model disagrees with the labels. ``transition`` itself when nothing was reviewed."""
+    flagged, reviewed = np.asarray(flagged, bool), np.asarray(reviewed, bool)
+    if transition is None or not reviewed.any() or not flagged.any():
+        return transition
+    left = ~reviewed
+    share = float(flagged[left].mean()) / float(flagged.mean()) if left.any() else 0.0
+    eye = np.eye(len(transition))
+    return eye + min(share, 1.0) * (np.asarray(transition) - eye)
+
+
 def row_scores(pred: np.ndarray, given: np.ndarray, transition: np.ndarray | None,
                trusted: np.ndarray | None = None) -> np.ndarray:
     """Per-row contributions to the corrected accuracy: ``inv(T)[given, pred]``, since

@@ -31,7 +31,8 @@ from .auto import auto
 from .correct import ForwardCorrection, correct, transition_from
 from .crossfit import FOLDS, confident_flags, crossfit_probs
 from .drop import drop
-from .evidence import consensus_probs, noise_transition, paired_difference, row_scores, usable_transition
+from .evidence import (consensus_probs, noise_transition, paired_difference, row_scores, unreviewed_noise,
+                       usable_transition)
 from .losses import ReplacedLoss
 from .outputs import write_outputs, write_samples
 from .plan import Plan, RoundInput
@@ -188,6 +189,8 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
                              crossfit_folds, quiet)
     val_labels = state.labels[is_val]  # given labels (or a reviewer's): what every round is graded on
     val_trusted = exempt[is_val]  # a reviewer's validation labels are scored as they are, not corrected
+    # ... and the rest for the noise the reviewer left them (none, where every flagged row was reviewed)
+    val_transition = unreviewed_noise(transition, flagged0[is_val], val_trusted)
 
     val_rows: list[np.ndarray] = []  # each kept round's per-row corrected validation score
 
@@ -196,7 +199,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
 
         def rows_of(model) -> tuple[np.ndarray, np.ndarray]:
             pred = predict_proba(model, dev.X[is_val]).argmax(1)
-            return pred, row_scores(pred, val_labels, transition, val_trusted)
+            return pred, row_scores(pred, val_labels, val_transition, val_trusted)
 
         pred, rows = rows_of(fr.model)
         extra = {}
