@@ -56,8 +56,12 @@ def raw_get(port: int, target: str) -> tuple[int, bytes]:
 def test_samples_api_lists_flagged_worst_first(run):
     client = create_review_app(run).test_client()
     body = client.get("/api/samples").get_json()
-    samples = body["samples"]
+    listed = body["samples"]
+    samples = [s for s in listed if s["flagged"]]
     assert len(samples) == N_FLAGGED
+    # then every unflagged validation row (the fixture has 23 validation rows, 3 of them flagged)
+    assert [s["flagged"] for s in listed] == [True] * N_FLAGGED + [False] * 20
+    assert all(s["split"] == "val" and s["issues"] == [] for s in listed[N_FLAGGED:])
     # the most extreme outlier (score 9, top of 200 rows) ranks 1.0; label score 0.99 comes soon after
     assert samples[0]["id"] == "img_022"
     assert "img_005" in [s["id"] for s in samples[:3]]
@@ -148,7 +152,7 @@ def test_review_in_chromium_and_after_restart(run, tmp_path):
                 page.goto(url + "/")
                 page.wait_for_selector("body[data-ready='1']")
                 cards = page.locator("article.rv")
-                assert cards.count() == N_FLAGGED
+                assert page.locator("article.rv:visible").count() == N_FLAGGED  # unflagged validation rows hidden
                 first = cards.nth(0).get_attribute("data-id")
                 second = cards.nth(1).get_attribute("data-id")
                 third = cards.nth(2).get_attribute("data-id")
@@ -172,13 +176,15 @@ def test_review_in_chromium_and_after_restart(run, tmp_path):
                 page.wait_for_selector("body[data-ready='1']")
                 assert page.locator(f"article.rv[data-id='{first}'] .status").inner_text() == "accepted"
                 assert page.locator(f"article.rv[data-id='{second}'] .status").inner_text() == "relabelled → 7"
-                assert page.locator("#progress").inner_text() == f"3 of {N_FLAGGED} flagged samples reviewed"
+                assert page.locator("#progress").inner_text() == (f"3 of {N_FLAGGED} flagged samples reviewed"
+                                                                  " · 0 of 23 validation rows")
                 assert page.locator("article.rv.current").get_attribute("data-index") == "3"
                 page.select_option("#issue-filter", "label")
                 assert page.locator("article.rv:visible").count() == EXPECTED["label"]
-                page.select_option("#issue-filter", "val")
+                page.select_option("#issue-filter", "val")  # every validation row, flagged or not
                 n_val = int((flagged_samples(load_run_files(run).samples)["split"] == "val").sum())
-                assert n_val == 3 and page.locator("article.rv:visible").count() == 3  # the fixture's three
+                assert n_val == 3 and page.locator("article.rv:visible").count() == 23
+                assert page.locator("article.rv.unflagged:visible").count() == 20
                 page.goto("about:blank")
         finally:
             browser.close()

@@ -89,8 +89,9 @@ def print_repair(res, console: Console) -> None:
     todo = (r.get("validation_review") or {}).get("flagged_unreviewed", 0)
     if todo:
         console.print(f"[dim]{todo} validation rows are flagged as possibly mislabelled, and the rounds were chosen on "
-                      f"those labels: review them (trainyard review {res.out}) and rerun with --reviewed "
-                      f"{res.out}/reviewed.csv --out NEW_DIR to choose on trusted labels[/]")
+                      f"the validation labels: review the validation rows (trainyard review {res.out}, filter "
+                      f"'validation rows') and rerun with --reviewed {res.out}/reviewed.csv --out NEW_DIR to choose "
+                      "on trusted labels[/]")
 
 
 def print_tune(res, console: Console) -> None:
