@@ -13,8 +13,8 @@ import torch
 from trainyard.data import Dataset, inject_label_noise, load, make_splits
 from trainyard.errors import DataError
 from trainyard.repair import Mixup, ImageAugment, RoundInput, drop, rebalance, relabel, repair, reweight
-from trainyard.repair.evidence import (corrected_accuracy, noise_transition, row_scores, unreviewed_noise, usable,
-                                      usable_transition)
+from trainyard.repair.evidence import (blended_noise, corrected_accuracy, noise_transition, reliability_curve, row_scores,
+                                      unreviewed_noise, usable, usable_transition)
 from trainyard.repair.loop import _restrict
 from trainyard.repair.reviewed import apply_reviewed
 
@@ -225,6 +225,25 @@ def test_rows_left_unreviewed_are_corrected_for_the_noise_left_in_them():
         assert abs(row_scores(pred, labels, left, reviewed).mean() - true_acc) < 0.01
         assert abs(row_scores(pred, labels, T, reviewed).mean() - true_acc) > 0.03
     assert np.allclose(unreviewed_noise(T, noisy, noisy), np.eye(k))
+
+
+def test_reliability_of_a_half_reviewed_validation_split_uses_the_blended_noise():
+    """Half the validation rows carry a reviewer's (true) labels, half 30 % symmetric noise. The model's
+    top class is right with probability q at confidence q. Corrected for the blended noise the curve
+    recovers q; corrected for the full noise (as if no row were reviewed) it overshoots."""
+    rng = np.random.default_rng(3)
+    n, k = 60_000, 5
+    q = rng.uniform(0.3, 1.0, n)
+    truth = rng.integers(0, k, n)
+    top = np.where(rng.random(n) < q, truth, (truth + rng.integers(1, k, n)) % k)
+    trusted = rng.random(n) < 0.5
+    given = np.where(~trusted & (rng.random(n) < 0.3), (truth + rng.integers(1, k, n)) % k, truth)
+    T = np.full((k, k), 0.3 / (k - 1)) + np.eye(k) * (0.7 - 0.3 / (k - 1))
+    grid = np.array([0.4, 0.6, 0.8, 0.95])
+    right = reliability_curve(q, top == given, blended_noise(T, trusted.mean()))(grid)
+    assert np.abs(right - grid).max() < 0.04
+    assert (reliability_curve(q, top == given, T)(grid) - grid).min() > 0.04
+    assert blended_noise(T, 0.0) is not None and np.array_equal(blended_noise(T, 0.0), T)
 
 
 def test_a_transition_just_under_the_line_is_shrunk_not_dropped():

@@ -131,6 +131,16 @@ def unreviewed_noise(transition: np.ndarray | None, flagged: np.ndarray, reviewe
     return eye + min(share, 1.0) * (np.asarray(transition) - eye)
 
 
+def blended_noise(transition: np.ndarray | None, trusted_share: float) -> np.ndarray | None:
+    """The noise of a set of rows of which ``trusted_share`` carry a reviewer's labels (no noise) and the
+    rest ``transition``: ``share * I + (1 - share) * T``. For corrections fitted on all the rows at once
+    (the reliability curve), where row-by-row scores are not an option."""
+    if transition is None:
+        return None
+    eye = np.eye(len(transition))
+    return float(trusted_share) * eye + (1.0 - float(trusted_share)) * np.asarray(transition)
+
+
 def row_scores(pred: np.ndarray, given: np.ndarray, transition: np.ndarray | None,
                trusted: np.ndarray | None = None) -> np.ndarray:
     """Per-row contributions to the corrected accuracy: ``inv(T)[given, pred]``, since

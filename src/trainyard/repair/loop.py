@@ -31,8 +31,8 @@ from .auto import auto
 from .correct import ForwardCorrection, correct, transition_from
 from .crossfit import FOLDS, confident_flags, crossfit_probs
 from .drop import drop
-from .evidence import (consensus_probs, noise_transition, paired_difference, row_scores, unreviewed_noise,
-                       usable_transition)
+from .evidence import (blended_noise, consensus_probs, noise_transition, paired_difference, row_scores,
+                       unreviewed_noise, usable_transition)
 from .losses import ReplacedLoss
 from .outputs import write_outputs, write_samples
 from .plan import Plan, RoundInput
@@ -191,6 +191,8 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
     val_trusted = exempt[is_val]  # a reviewer's validation labels are scored as they are, not corrected
     # ... and the rest for the noise the reviewer left them (none, where every flagged row was reviewed)
     val_transition = unreviewed_noise(transition, flagged0[is_val], val_trusted)
+    # the reliability curve is one fit over all validation rows: reviewed and unreviewed noise blended
+    rel_transition = blended_noise(val_transition, float(val_trusted.mean()) if len(val_trusted) else 0.0)
 
     val_rows: list[np.ndarray] = []  # each kept round's per-row corrected validation score
 
@@ -238,7 +240,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
                          consensus=prev_evidence["consensus"], classes=ds.classes, kind=ds.kind,
                          # round 1 has nothing quarantined and nothing to revisit: skip the pass
                          model_probs=_model_probs(prev_fit, dev, is_val) if r > 1 else None,
-                         reliability=_reliability(prev_evidence["consensus"], is_val, val_labels, transition),
+                         reliability=_reliability(prev_evidence["consensus"], is_val, val_labels, rel_transition),
                          history=list(prev_fit.history), model_health=_model_health(prev_fit), round=r,
                          transition=noise)
         candidates = round_candidates(policy, r, variant, inp, oof)
