@@ -246,6 +246,31 @@ def test_reliability_of_a_half_reviewed_validation_split_uses_the_blended_noise(
     assert blended_noise(T, 0.0) is not None and np.array_equal(blended_noise(T, 0.0), T)
 
 
+def test_the_noise_a_round_finds_leaves_reviewed_rows_out():
+    """40 % k -> k+1 noise on the training rows; the validation rows were reviewed (true labels). A model
+    that predicts the true class re-estimates the noise at 0.6 on the diagonal from the noisy rows; the
+    reviewed rows, counted in, would dilute it to 0.7 (a weaker correction where it matters most)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from trainyard.repair.loop import _noise_after, _State
+
+    rng = np.random.default_rng(4)
+    n, k = 4000, 4
+    truth = rng.integers(0, k, n)
+    is_val = np.arange(n) >= 3000
+    labels = np.where(~is_val & (rng.random(n) < 0.4), (truth + 1) % k, truth)
+    model = torch.nn.Linear(k, k)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(k) * 10)
+        model.bias.zero_()
+    fr, dev, state = SimpleNamespace(model=model), SimpleNamespace(X=np.eye(k, dtype=np.float32)[truth]), \
+        _State(labels, ~is_val)
+    assert abs(np.diag(_noise_after(fr, dev, state, is_val, k, is_val)).mean() - 0.6) < 0.03
+    assert abs(np.diag(_noise_after(fr, dev, state, is_val, k)).mean() - 0.7) < 0.03
+
+
 def test_a_transition_just_under_the_line_is_shrunk_not_dropped():
     """Class-conditional noise estimated at 40 % with one class at 54 %: the raw estimate is not usable
     (that class mostly mislabelled), the least shrinkage towards the identity is, and the corrected

@@ -268,7 +268,8 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
                 # baseline's flags under-count class-dependent flips, and a first-round correction
                 # that loses to the cleaning variants for that reason would never get a later round
                 candidates.append(("correct-reestimated",
-                                   {**VARIANTS["correct"], "transition": _noise_after(fr, dev, new, is_val, k)}))
+                                   {**VARIANTS["correct"],
+                                    "transition": _noise_after(fr, dev, new, is_val, k, exempt)}))
         if not tried:
             log(f"round {r}: nothing left to repair; stopping")
             break
@@ -317,7 +318,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
             rows_r = _round_rows(new, is_val)
             diag = _diagnose_labels(fr, evidence["samples"].iloc[rows_r])
             prev_fit, prev_evidence = fr, _evidence(fr, diag, dev, n_dev, k, rows=rows_r)
-            noise = _noise_after(fr, dev, new, is_val, k)
+            noise = _noise_after(fr, dev, new, is_val, k, exempt)
 
     # -- the only place the test labels are read -------------------------------------------------
     test_metrics = _final_evaluation(ds, splits, [f.model for f in fits])
@@ -385,13 +386,18 @@ def _crossfit_candidates(inp: RoundInput, oof: np.ndarray | None) -> list[tuple[
     return out
 
 
-def _noise_after(fr, dev: Dataset, state: _State, is_val: np.ndarray, k: int) -> np.ndarray:
+def _noise_after(fr, dev: Dataset, state: _State, is_val: np.ndarray, k: int,
+                 reviewed: np.ndarray | None = None) -> np.ndarray:
     """The noise transition of ``state``'s labels with a round's predictions standing in for the true
-    classes, on the rows it trained and validated on. After a forward-corrected round this is a better
-    estimate than the baseline's flags gave (see ``correct``); the next ``correct`` round uses it."""
+    classes, on the rows it trained and validated on, a reviewer's rows left out (their labels carry no
+    noise, and counting them would dilute the estimate for the rest). After a forward-corrected round
+    this is a better estimate than the baseline's flags gave (see ``correct``); the next ``correct``
+    round uses it."""
     from ..train.trainer import predict_proba
 
     rows = _round_rows(state, is_val)
+    if reviewed is not None and (~reviewed[rows]).any():
+        rows = rows[~reviewed[rows]]
     pred = np.full(len(state.labels), -1, dtype=np.int64)
     pred[rows] = predict_proba(fr.model, dev.X[rows]).argmax(1)
     return transition_from(pred, state.labels, rows, k)
