@@ -125,6 +125,37 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def markdown(files: list[str]) -> str:
+    """BENCHMARKS.md's table from result files: one row per setting, the gap recovered per mode; where
+    several files measured a mode of a setting, the later file's figure is shown, and the last column
+    names the file of each mode."""
+    import json
+
+    rows: dict = {}
+    for f in files:
+        for s in json.loads(Path(f).read_text())["summary"]:
+            row = rows.setdefault((s["data"], s["noise"], s["rate"]), {"base": s, "mode": {}})
+            for m in MODES:
+                if s[f"gap_{m}"]["mean"] is not None:
+                    row["mode"][m] = (s, Path(f).name)
+    head = ("| data | noise | rate | seeds | validation rows (wrong labels) | flagged validation rows (wrong) | noisy "
+            "| oracle | gap recovered: given labels | flagged rows reviewed | all rows reviewed "
+            "| rounds kept (given / flagged / all) | files (given / flagged / all) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for (data, noise, rate), row in rows.items():
+        b, md = row["base"], row["mode"]
+        cell = {m: fmt(md[m][0][f"gap_{m}"]) if m in md else "—" for m in MODES}
+        kept = " / ".join(str(md[m][0]["kept"][m]) if m in md else "—" for m in MODES)
+        names = " / ".join(f"`{md[m][1]}`" if m in md else "—" for m in MODES)
+        fl = md.get("reviewed_flagged", (b, None))[0]
+        flagged = (f"{fl['reviewed_flagged_rows']['mean']:.0f} ({fl['reviewed_flagged_wrong']['mean']:.0f})"
+                   if fl["reviewed_flagged_rows"]["mean"] is not None else "—")
+        lines.append(f"| {data} | {noise} | {rate:.0%} | {len(b['seeds'])} | {b['n_val']['mean']:.0f} "
+                     f"({b['val_wrong_labels']['mean']:.0f}) | {flagged} | {fmt(b['noisy'])} | {fmt(b['oracle'])} "
+                     f"| {cell['given']} | {cell['reviewed_flagged']} | {cell['reviewed_all']} | {kept} | {names} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default="digits,breast_cancer")
@@ -133,7 +164,11 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--out", default="trusted_validation")
     p.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)} (given is required)")
+    p.add_argument("--table", nargs="+", metavar="JSON", help="print BENCHMARKS.md's table from result files and stop")
     a = p.parse_args(argv)
+    if a.table:
+        print(markdown(a.table))
+        return 0
     modes = tuple(m for m in MODES if m in a.modes.split(","))
     if "given" not in modes:
         p.error("--modes must include given")
