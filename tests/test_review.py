@@ -83,6 +83,20 @@ def test_samples_api_lists_flagged_worst_first(run):
     assert client.get("/api/thumb/150.png").status_code == 404  # not flagged
 
 
+def test_every_validation_row_is_listed_past_the_cap(run, monkeypatch):
+    """With room for only the 2 worst flagged rows, the 3 flagged validation rows are still listed (the
+    validation filter must show the whole split), and the unflagged ones fill the validation cap."""
+    import trainyard.report.review as review
+
+    monkeypatch.setattr(review, "MAX_REVIEW", 2)
+    monkeypatch.setattr(review, "MAX_VALIDATION", 10)
+    listed = create_review_app(run).test_client().get("/api/samples").get_json()["samples"]
+    flagged = [s for s in listed if s["flagged"]]
+    assert [s["split"] for s in flagged[:2]] == ["train", "train"]  # the two worst
+    assert sorted(s["id"] for s in flagged[2:]) == ["img_020", "img_060", "img_061"]
+    assert sum(s["split"] == "val" for s in listed) == 10 and len(listed) - len(flagged) == 7
+
+
 def test_decisions_are_validated_saved_and_cleared(run):
     client = create_review_app(run).test_client()
     assert client.post("/api/decision", json={"id": "img_005", "decision": "accept"}).status_code == 200

@@ -34,6 +34,9 @@ except ImportError:  # pragma: no cover - Windows
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 FIXED_DECISIONS = ("accept", "reject")
 MAX_REVIEW = 2000
+# validation rows are listed whole up to this many (a reviewed validation split is what repair chooses
+# with; see ``_unflagged_validation``)
+MAX_VALIDATION = 5000
 
 
 # ------------------------------------------------------------------------------ decisions
@@ -176,8 +179,16 @@ def create_review_app(run_dir: str | os.PathLike):
     flagged = flagged_all.head(MAX_REVIEW)
     # the validation rows no detector flagged, listed after the flagged ones and shown only under the
     # page's "validation rows" filter: repair chooses its rounds on the validation labels, and a fully
-    # reviewed validation split is what lifts it where the noise follows the features (B2, BENCHMARKS.md)
-    unflagged_val = _unflagged_validation(rf.samples, flagged_all).head(MAX_REVIEW)
+    # reviewed validation split is what lifts it where the noise follows the features (B2, BENCHMARKS.md);
+    # flagged validation rows past the cap are listed too, so the filter shows the whole split
+    val_room = MAX_VALIDATION
+    if "split" in flagged_all:
+        import pandas as pd
+
+        late = flagged_all.iloc[MAX_REVIEW:]
+        flagged = pd.concat([flagged, late[late["split"].astype(str) == "val"]])
+        val_room -= int((flagged["split"].astype(str) == "val").sum())
+    unflagged_val = _unflagged_validation(rf.samples, flagged_all).head(max(val_room, 0))
     ev = Evidence(rf)
     classes = rf.classes
     store = DecisionStore(rf.path)
