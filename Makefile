@@ -35,7 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/repair.py --datasets imbalanced --noise symmetric:0.2,symmetric:0.4,instance:0.2,instance:0.4 --out repair_general_imbalanced && \
 	$(BIN)/python benchmarks/repair.py --merge benchmarks/results/repair_general_bc.json benchmarks/results/repair_general_instance.json benchmarks/results/repair_general_imbalanced.json --out repair_general
 	echo "== benchmarks/trusted_validation.py on the larger sets"; \
-	$(BIN)/python benchmarks/trusted_validation.py --datasets fashion --noise instance:0.2 --seeds 1 --modes given,reviewed_all --out trusted_validation_fashion && \
+	$(BIN)/python benchmarks/trusted_validation.py --datasets fashion --noise instance:0.2 --modes given,reviewed_all --out trusted_validation_fashion && \
 	$(BIN)/python benchmarks/trusted_validation.py --datasets synthetic --noise symmetric:0.2 --seeds 1 --modes given,reviewed_all --out trusted_validation_synthetic_sym && \
 	$(BIN)/python benchmarks/trusted_validation.py --datasets digits --noise symmetric:0.2,symmetric:0.4,class_conditional:0.4 --modes given,reviewed_all --out trusted_validation_digits_named
 
