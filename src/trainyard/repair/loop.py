@@ -630,8 +630,8 @@ def _validation_review(flagged: np.ndarray, is_val: np.ndarray, exempt: np.ndarr
     """How many validation rows the baseline flagged and how many a reviewer labelled. The rounds are
     chosen on the validation labels; where those are wrong the way the training labels are (an
     annotator's plausible confusions), the noise correction cannot see it and validation prefers the
-    model that learnt them. Reviewing the flagged validation rows is what lifts that (B2, "reviewed
-    validation labels", in BENCHMARKS.md)."""
+    model that learnt them. A reviewed validation split is what lifts that; reviewing only the flagged
+    rows leaves the wrong labels the flags missed (B2, "reviewed validation labels", in BENCHMARKS.md)."""
     return {"flagged": int((flagged & is_val).sum()), "flagged_unreviewed": int((flagged & is_val & ~exempt).sum()),
             "reviewed": int((exempt & is_val).sum())}
 

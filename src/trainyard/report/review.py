@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
+import numpy as np
+import pandas as pd
+
 from ..errors import ConfigError, RunError
 from ..run import REPORT_HTML, atomic_write
 from .evidence import Evidence
@@ -127,8 +130,6 @@ def _host_ok(host_header: str) -> bool:
 # ------------------------------------------------------------------------------ the app
 def _unflagged_validation(samples, flagged_all):
     """Validation rows that are not flagged, most suspicious label first, shaped like ``flagged_samples``."""
-    import numpy as np
-
     if "split" not in samples:
         return flagged_all.head(0)
     mask = (samples["split"].astype(str) == "val").to_numpy().copy()
@@ -183,8 +184,6 @@ def create_review_app(run_dir: str | os.PathLike):
     # flagged validation rows past the cap are listed too, so the filter shows the whole split
     val_room = MAX_VALIDATION
     if "split" in flagged_all:
-        import pandas as pd
-
         late = flagged_all.iloc[MAX_REVIEW:]
         flagged = pd.concat([flagged, late[late["split"].astype(str) == "val"]])
         val_room -= int((flagged["split"].astype(str) == "val").sum())
