@@ -353,10 +353,12 @@ def run_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workd
                 oracle.test_metrics["acc"], int(cl.label_issues_df["is_label_issue"].sum()), t_cleanlab, tried, {})
 
 
-def candidate_tests(rep: dict, X_test: np.ndarray, y_test: np.ndarray) -> list[dict]:
+def candidate_tests(rep: dict, X_test: np.ndarray, y_test: np.ndarray,
+                    also: tuple[str, np.ndarray, np.ndarray] | None = None) -> list[dict]:
     """Test accuracy of every model the repair trained and compared on validation (each round's
     candidates, with the checkpoint the loop scored), measured here, by the benchmark, after the repair
-    has chosen: it tells how much a wrong choice on validation cost from how good the best candidate was."""
+    has chosen: it tells how much a wrong choice on validation cost from how good the best candidate was.
+    ``also = (key, X, y)``: each model's accuracy on a second labelled set too, stored under ``key``."""
     from trainyard.fitting import load_model
     from trainyard.train.trainer import predict_proba
 
@@ -371,6 +373,9 @@ def candidate_tests(rep: dict, X_test: np.ndarray, y_test: np.ndarray) -> list[d
             acc = float((predict_proba(model, X_test).argmax(1) == y_test).mean())
             out.append({"round": rec["round"], "variant": c.get("variant", ""), "checkpoint": c.get("checkpoint"),
                         "val_acc_corrected": c.get("val_acc_corrected"), "test_acc": acc})
+            if also is not None:
+                key, X, y = also
+                out[-1][key] = float((predict_proba(model, X).argmax(1) == y).mean())
     return out
 
 

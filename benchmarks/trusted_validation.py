@@ -56,9 +56,8 @@ def run_setting(name: str, kind: str, rate: float, seed: int, workdir: str, mode
     torch.set_num_threads(1)
     from repair import candidate_tests, noisy_setting
 
-    from trainyard.fitting import fit, load_model
+    from trainyard.fitting import fit
     from trainyard.repair import repair
-    from trainyard.train.trainer import predict_proba
 
     ds, splits, opts, noisy_y, flipped = noisy_setting(name, kind, rate, seed, False)
     noisy = ds.with_labels(noisy_y)
@@ -97,12 +96,7 @@ def run_setting(name: str, kind: str, rate: float, seed: int, workdir: str, mode
     for mode in modes:
         out[f"gap_{mode}"] = (out[mode] - out["noisy"]) / gap if abs(gap) > 1e-12 else None
     # the given repair's models on the validation rows' TRUE labels, beside their test accuracy
-    cands = candidate_tests(reports["given"], ds.X[splits.test], y_test)
-    for c, rec in zip(cands, [c for r in reports["given"]["rounds"][1:]
-                              for c in (r.get("candidates") or [{"run": r.get("run"), "checkpoint": r.get("checkpoint")}])
-                              if c.get("run") and Path(c["run"]).exists()]):
-        model = load_model(rec["run"], rec.get("checkpoint") or "best")
-        c["val_true"] = float((predict_proba(model, X_val).argmax(1) == ds.y[val]).mean())
+    cands = candidate_tests(reports["given"], ds.X[splits.test], y_test, also=("val_true", X_val, ds.y[val]))
     out["candidates"] = cands
     best_test = max(cands, key=lambda c: c["test_acc"]) if cands else None
     best_val_true = max(cands, key=lambda c: c["val_true"]) if cands else None

@@ -192,7 +192,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
     # ... and the rest for the noise the reviewer left them (none, where every flagged row was reviewed)
     val_transition = unreviewed_noise(transition, flagged0[is_val], val_trusted)
     # the reliability curve is one fit over all validation rows: reviewed and unreviewed noise blended
-    rel_transition = blended_noise(val_transition, float(val_trusted.mean()) if len(val_trusted) else 0.0)
+    rel_transition = blended_noise(val_transition, float(val_trusted.mean()))  # val is never empty here
 
     val_rows: list[np.ndarray] = []  # each kept round's per-row corrected validation score
 
