@@ -127,8 +127,7 @@ def unreviewed_noise(transition: np.ndarray | None, flagged: np.ndarray, reviewe
         return transition
     left = ~reviewed
     share = float(flagged[left].mean()) / float(flagged.mean()) if left.any() else 0.0
-    eye = np.eye(len(transition))
-    return eye + min(share, 1.0) * (np.asarray(transition) - eye)
+    return blended_noise(transition, 1.0 - min(share, 1.0))
 
 
 def blended_noise(transition: np.ndarray | None, trusted_share: float) -> np.ndarray | None:
