@@ -37,6 +37,7 @@ bench: $(STAMP)
 	echo "== benchmarks/trusted_validation.py on the larger sets"; \
 	$(BIN)/python benchmarks/trusted_validation.py --datasets fashion --noise instance:0.2 --modes given,reviewed_all --out trusted_validation_fashion && \
 	$(BIN)/python benchmarks/trusted_validation.py --datasets synthetic --noise symmetric:0.2 --seeds 1 --modes given,reviewed_all --out trusted_validation_synthetic_sym && \
+	$(BIN)/python benchmarks/trusted_validation.py --datasets synthetic --noise symmetric:0.4,symmetric:0.2 --modes given --out trusted_validation_synthetic_sym_choice && \
 	$(BIN)/python benchmarks/trusted_validation.py --datasets digits --noise symmetric:0.2,symmetric:0.4,class_conditional:0.4 --modes given,reviewed_all --out trusted_validation_digits_named
 
 clean:
