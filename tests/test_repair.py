@@ -467,7 +467,7 @@ def test_repair_rounds_train_with_mixup_unless_turned_off(monkeypatch, tmp_path)
 
 # -- round selection ----------------------------------------------------------------------------
 def test_a_round_is_kept_only_if_it_beats_the_best_on_validation():
-    from trainyard.repair.loop import beats
+    from trainyard.repair.selection import beats
 
     rng = np.random.default_rng(1)
     base = (rng.random(400) < 0.8).astype(float)
@@ -483,7 +483,7 @@ def test_a_round_is_kept_only_if_it_beats_the_best_on_validation():
 
 
 def test_repair_rounds_use_the_final_epoch_unless_validation_says_it_is_worse():
-    from trainyard.repair.loop import prefer_last
+    from trainyard.repair.selection import prefer_last
 
     rng = np.random.default_rng(0)
     best = (rng.random(400) < 0.8).astype(float)

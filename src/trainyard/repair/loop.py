@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..data.dataset import Dataset
 from ..errors import ConfigError
@@ -30,16 +29,18 @@ from .augment import Mixup, augment
 from .auto import auto
 from .correct import ForwardCorrection, correct, transition_from
 from .crossfit import FOLDS, confident_flags, crossfit_probs
+from .diagnosis import diagnose_labels, diagnose_round, model_health, model_probs, reliability_of, round_evidence
 from .drop import drop
-from .evidence import (blended_noise, consensus_probs, noise_transition, paired_difference, row_scores,
-                       unreviewed_noise, usable_transition)
+from .evidence import (blended_noise, noise_transition, paired_difference, row_scores, unreviewed_noise,
+                       usable_transition)
 from .losses import ReplacedLoss
-from .outputs import write_outputs, write_samples
+from .outputs import build_report, validation_review, write_outputs, write_samples
 from .plan import Plan, RoundInput
 from .rebalance import rebalance
 from .relabel import relabel
 from .reweight import reweight
 from .robust import GeneralizedCrossEntropy, robust
+from .selection import clears_margin, last_model, prefer_last
 
 # mixup's alpha in repair rounds. Why mixup: a repair leaves some wrong labels behind (on digits at
 # 20 % class-conditional noise, 9 in 850 training rows cost ~1 point of test accuracy against the
@@ -154,8 +155,8 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
     log(f"round 0: baseline on the given labels ({n_tr} training, {n_va} validation rows)")
     base = _fit_round(run.path / "round0", dev, state, is_val, cfg, Plan(state.labels.copy(), np.zeros(n_dev, bool)),
                       quiet)
-    diag0 = _diagnose(base, quiet)
-    evidence = _evidence(base, diag0, dev, n_dev, k)
+    diag0 = diagnose_round(base, quiet)
+    evidence = round_evidence(base, diag0, dev, n_dev, k)
 
     exempt = np.zeros(n_dev, dtype=bool)
     review_summary = None
@@ -206,7 +207,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
         pred, rows = rows_of(fr.model)
         extra = {}
         if repaired:
-            last = _last_model(fr)
+            last = last_model(fr)
             if last is not None:
                 pred_l, rows_l = rows_of(last)
                 if prefer_last(rows, rows_l):
@@ -239,9 +240,9 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
                          is_val=is_val, exempt=exempt, samples=prev_evidence["samples"],
                          consensus=prev_evidence["consensus"], classes=ds.classes, kind=ds.kind,
                          # round 1 has nothing quarantined and nothing to revisit: skip the pass
-                         model_probs=_model_probs(prev_fit, dev, is_val) if r > 1 else None,
-                         reliability=_reliability(prev_evidence["consensus"], is_val, val_labels, rel_transition),
-                         history=list(prev_fit.history), model_health=_model_health(prev_fit), round=r,
+                         model_probs=model_probs(prev_fit, dev, is_val) if r > 1 else None,
+                         reliability=reliability_of(prev_evidence["consensus"], is_val, val_labels, rel_transition),
+                         history=list(prev_fit.history), model_health=model_health(prev_fit), round=r,
                          transition=noise)
         candidates = round_candidates(policy, r, variant, inp, oof)
         tried = []
@@ -316,8 +317,8 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
         chosen = r
         if r < rounds:
             rows_r = _round_rows(new, is_val)
-            diag = _diagnose_labels(fr, evidence["samples"].iloc[rows_r])
-            prev_fit, prev_evidence = fr, _evidence(fr, diag, dev, n_dev, k, rows=rows_r)
+            diag = diagnose_labels(fr, evidence["samples"].iloc[rows_r])
+            prev_fit, prev_evidence = fr, round_evidence(fr, diag, dev, n_dev, k, rows=rows_r)
             noise = _noise_after(fr, dev, new, is_val, k, exempt)
 
     # -- the only place the test labels are read -------------------------------------------------
@@ -331,10 +332,10 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
     if chosen == 0:  # no automatic change is kept; a reviewer's decisions still are
         final = _State(np.where(exempt, reviewed_labels, dev.y), states[0].in_train)
     kept_out = {int(i): quarantine[int(i)] for i in np.flatnonzero(~final.in_train & ~is_val)}
-    report = _report(policy, chosen, records, test_metrics, fits, kept_out, final, dev, is_val, review_summary,
+    report = build_report(policy, chosen, records, test_metrics, fits, kept_out, final, dev, is_val, review_summary,
                      estimated, splits, time.time() - t_start)
     report["mixup"] = mixup  # the alpha the repair rounds trained with (0: none)
-    report["validation_review"] = _validation_review(s0["label_issue"].to_numpy(bool), is_val, exempt)
+    report["validation_review"] = validation_review(s0["label_issue"].to_numpy(bool), is_val, exempt)
     repaired = write_outputs(run, ds, splits, dev_idx, final.labels, ~(final.in_train | is_val), kept_out, exempt,
                              evidence["samples"], target, test is not None)
     write_samples(run, diag0.samples)
@@ -456,120 +457,6 @@ def _fit_round(path: Path, dev: Dataset, state: _State, is_val: np.ndarray, cfg:
                quiet=quiet, write_report=False)
 
 
-# a round is kept only when it beats the best round so far on validation by more than this many
-# standard errors of the paired difference. Why not any gain: a round is the best of up to eight
-# candidates, so its lead is biased upwards, and on a small validation split a lead of a row or two
-# is noise. On breast_cancer (114 validation rows, instance-dependent noise) leads of 0.02 and 0.04
-# standard errors (a tie on the plain accuracy, broken by the noise correction) were kept and cost
-# 7.6 and 1.8 points of test accuracy; the test suite's digits repair (200 validation rows) gains
-# 1.7 points from a lead of 0.86 standard errors. Half a standard error keeps the one, not the others
-KEEP_MARGIN_SE = 0.5
-
-
-def beats(best_rows: np.ndarray, new_rows: np.ndarray, margin_se: float = KEEP_MARGIN_SE) -> bool:
-    """Whether a round's per-row validation scores beat the best round's, paired row by row, by more
-    than ``margin_se`` standard errors of the difference."""
-    return clears_margin(*paired_difference(best_rows, new_rows), margin_se)
-
-
-def clears_margin(diff: float, se: float, margin_se: float = KEEP_MARGIN_SE) -> bool:
-    """Whether a paired validation lead ``diff`` (standard error ``se``) is enough to keep a round."""
-    return diff > 0 and diff > margin_se * se
-
-
-def prefer_last(best_rows: np.ndarray, last_rows: np.ndarray) -> bool:
-    """Whether a repair round uses its final epoch rather than its best validation epoch: yes unless
-    the final epoch scores worse, paired row by row, by more than one standard error (see ``_last_model``)."""
-    diff, se = paired_difference(best_rows, last_rows)
-    return diff >= -se
-
-
-def _last_model(fr):
-    """The model of a round's final epoch (None when the run kept no last checkpoint).
-
-    ``fit`` keeps the epoch with the best validation accuracy. On noisy validation labels that is
-    the maximum of noisy estimates over the epochs, and on a repaired round (few wrong labels left
-    to memorise, so no reason to stop early) it falls on an early, under-trained epoch by chance:
-    on the 50,000-row synthetic set at 20 % noise (10 epochs), test accuracy kept rising to the last
-    epoch while the noisy validation picked epoch 6 (-0.3 to -0.4 points). The loop therefore uses
-    the final epoch unless, paired row by row, it scores worse than the best epoch by more than one
-    standard error on validation.
-    """
-    import copy
-
-    from ..train.checkpoint import load_checkpoint
-
-    path = fr.run.checkpoint_dir / "last.pt"
-    if not path.exists():
-        return None
-    model = copy.deepcopy(fr.model)
-    model.load_state_dict(load_checkpoint(path)["model"])
-    return model.eval()
-
-
-def _diagnose(fr, quiet: bool):
-    from ..diagnose import diagnose_run
-
-    return diagnose_run(fr.run.path, model=fr.model, dataset=fr.dataset, splits=fr.splits, quiet=quiet,
-                        write_report=False)
-
-
-def _diagnose_labels(fr, baseline: pd.DataFrame):
-    """The label detector alone, for a repair round whose only use is to drive the next round.
-
-    The other detectors look at the features, which a repair does not change, and on large data they
-    cost several times a training run; the baseline's outlier flags are carried over. The round's
-    samples.csv says so in its ``issue_source`` column.
-    """
-    from types import SimpleNamespace
-
-    from ..diagnose.labels import label_issues
-    from ..monitor import read_ledger
-    from ..run import SAMPLES_CSV
-
-    ds = fr.dataset
-    table, summary = label_issues(read_ledger(fr.run.path), ds.y, ds.n_classes)
-    classes = np.asarray(ds.classes, dtype=object)
-    n, m = len(ds), len(baseline)  # synthetic rows (SMOTE) come after the m real rows
-    outlier = np.zeros(n, bool)
-    outlier[:m] = baseline["outlier"].to_numpy(bool)
-    outlier_score = np.full(n, np.nan)
-    outlier_score[:m] = baseline["outlier_score"].to_numpy(float)
-    issue = table["label_issue"].to_numpy(bool)
-    samples = pd.DataFrame({
-        "id": ds.ids, "given_label": classes[ds.y], "label_issue": issue,
-        "label_score": table["label_score"].to_numpy(float).round(6),
-        "suggested_label": classes[table["suggested_label"].to_numpy(int)], "outlier": outlier,
-        "outlier_score": outlier_score, "duplicate_of": "", "ambiguous": False,
-        "issue": np.where(issue, "label", np.where(outlier, "outlier", "")),
-        "issue_source": "label detector of this round; outliers from round 0"})
-    fr.run.write_csv(SAMPLES_CSV, samples)
-    fr.run.update_meta(diagnosis={"labels": summary, "note": "repair round: label detector only"})
-    return SimpleNamespace(run=fr.run, samples=samples, summary={"labels": summary})
-
-
-def _evidence(fr, diag, dev: Dataset, n_dev: int, k: int, rows: np.ndarray | None = None) -> dict:
-    """The diagnosis and consensus probabilities of a round, aligned to the development rows."""
-    rows = np.arange(n_dev) if rows is None else rows
-    m = len(rows)
-    s = diag.samples.iloc[:m]
-    code_of = {c: i for i, c in enumerate(dev.classes)}
-    aligned = pd.DataFrame({"id": dev.ids, "label_issue": False, "label_score": np.nan, "suggested_code": -1,
-                            "outlier": False, "outlier_score": np.nan, "ambiguous": False, "issue": ""})
-    aligned.loc[rows, "label_issue"] = s["label_issue"].to_numpy(bool)
-    aligned.loc[rows, "label_score"] = s["label_score"].to_numpy(float)
-    aligned.loc[rows, "suggested_code"] = [code_of.get(str(v), -1) for v in s["suggested_label"]]
-    aligned.loc[rows, "outlier"] = s["outlier"].to_numpy(bool)
-    aligned.loc[rows, "outlier_score"] = s["outlier_score"].to_numpy(float)
-    aligned.loc[rows, "ambiguous"] = s["ambiguous"].to_numpy(bool)
-    aligned.loc[rows, "issue"] = s["issue"].astype(str).to_numpy()
-    aligned = aligned.astype({"label_issue": bool, "outlier": bool, "ambiguous": bool, "suggested_code": np.int64})
-    cons = np.full((n_dev, k), np.nan, dtype=np.float32)
-    window = ((getattr(diag, "summary", None) or {}).get("labels") or {}).get("window") or {}
-    cons[rows] = consensus_probs(fr.run.path, len(fr.dataset), window.get("start"), window.get("stop"))[:m]
-    return {"samples": aligned, "consensus": cons}
-
-
 def _restrict(plan: Plan, inp: RoundInput) -> Plan:
     """Whatever a policy returns, only editable rows change (validation, reviewed and quarantined rows
     never), except that quarantined rows may be restored to training."""
@@ -584,34 +471,6 @@ def _restrict(plan: Plan, inp: RoundInput) -> Plan:
     return plan
 
 
-def _reliability(consensus: np.ndarray, is_val: np.ndarray, val_labels: np.ndarray, transition: np.ndarray):
-    """The model's top-class reliability by confidence, from its out-of-sample validation predictions."""
-    from .evidence import reliability_curve
-
-    cv = consensus[is_val]
-    ok = np.isfinite(cv).all(1)
-    if not ok.any():
-        return None
-    return reliability_curve(cv[ok].max(1), cv[ok].argmax(1) == val_labels[ok], transition)
-
-
-def _model_probs(fr, dev: Dataset, is_val: np.ndarray) -> np.ndarray:
-    """A round's model's class probabilities for every training row, quarantined ones included (out
-    of sample for those); NaN for validation rows."""
-    from ..train.trainer import predict_proba
-
-    out = np.full((len(dev), dev.n_classes), np.nan, dtype=np.float32)
-    rows = np.flatnonzero(~is_val)
-    if len(rows):
-        out[rows] = predict_proba(fr.model, dev.X[rows])
-    return out
-
-
-def _model_health(fr) -> dict | None:
-    p = fr.run.file("model_health.json")
-    return fr.run.read_json("model_health.json") if p.exists() else None
-
-
 def _final_evaluation(ds: Dataset, splits: Any, models: list) -> list[dict]:
     """Test metrics of each model. Runs once, after the chosen round is fixed: the only read of the
     test labels in the whole repair."""
@@ -623,68 +482,6 @@ def _final_evaluation(ds: Dataset, splits: Any, models: list) -> list[dict]:
     X_test = ds.X[splits.test]
     y_test = ds.y[splits.test]
     return [classification_metrics(y_test, predict_proba(m, X_test)) for m in models]
-
-
-# -- the report -------------------------------------------------------------------------------------
-def _validation_review(flagged: np.ndarray, is_val: np.ndarray, exempt: np.ndarray) -> dict:
-    """How many validation rows the baseline flagged and how many a reviewer labelled. The rounds are
-    chosen on the validation labels; where those are wrong the way the training labels are (an
-    annotator's plausible confusions), the noise correction cannot see it and validation prefers the
-    model that learnt them. A reviewed validation split is what lifts that; reviewing only the flagged
-    rows leaves the wrong labels the flags missed (B2, "reviewed validation labels", in BENCHMARKS.md)."""
-    return {"flagged": int((flagged & is_val).sum()), "flagged_unreviewed": int((flagged & is_val & ~exempt).sum()),
-            "reviewed": int((exempt & is_val).sum())}
-
-
-def _actions(records: list[dict]) -> list[str]:
-    """Which repairs the kept rounds actually made."""
-    used = []
-    for name, hit in (("relabel", lambda r: r.get("relabelled", 0)), ("drop", lambda r: r.get("dropped", 0)),
-                      ("reweight", lambda r: r.get("reweighted", 0)),
-                      ("rebalance", lambda r: r.get("synthetic_rows", 0) or (r.get("config") or {}).get("class_weight")),
-                      ("augment", lambda r: r.get("augmentation")), ("correct", lambda r: r.get("loss_correction")),
-                      ("robust", lambda r: r.get("robust_loss"))):
-        if any(hit(r) for r in records):
-            used.append(name)
-    return used
-
-
-def _report(policy, chosen, records, test_metrics, fits, quarantine, final, dev, is_val, review_summary,
-            transition, splits, seconds) -> dict:
-    before, after = test_metrics[0], test_metrics[chosen]
-    used = _actions(records[1:chosen + 1])
-    changed = (final.labels != dev.y) & ~is_val
-    if chosen == 0:
-        name = "none (no round beat the baseline on validation)"
-    else:
-        name = f"{policy}: {'+'.join(used) or 'no change'}" if policy == "auto" else policy
-    return {
-        "policy": name,
-        "policy_requested": policy,
-        "selected_round": chosen,
-        "selection": "validation accuracy on the given labels, corrected for the label noise estimated by the "
-                     "baseline diagnosis (val_acc_corrected), compared row by row with the best round so far: a "
-                     f"round is kept only if it scores higher by more than {KEEP_MARGIN_SE:g} standard error of the "
-                     "paired difference, and the rounds stop at the first that does not (no "
-                     "repair when no round beats the baseline); in repair rounds the final epoch's weights are "
-                     "used unless they score worse than the best epoch's by more than one standard error; the "
-                     "test split is not used",
-        "accuracy_before": before.get("acc"), "accuracy_after": after.get("acc"),
-        "macro_f1_before": before.get("macro_f1"), "macro_f1_after": after.get("macro_f1"),
-        "relabelled": int((changed & final.in_train).sum()),
-        "dropped": int(sum(1 for _, rd in quarantine.values() if rd <= chosen)),
-        "reweighted": records[chosen].get("reweighted", 0),
-        "rounds": records,
-        "reviewed": review_summary,
-        "estimated_noise_rate": float(1 - np.sum(np.diag(transition) * np.bincount(dev.y, minlength=len(transition)))
-                                      / len(dev.y)),
-        "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
-        "validation_labels": "given (validation rows are judged but never relabelled automatically)",
-        "test_evaluated": bool(len(splits.test)),
-        "round_dirs": [str(f.run.path) for f in fits],
-        "actions": used,
-        "seconds": round(seconds, 2),
-    }
 
 
 class _Log:

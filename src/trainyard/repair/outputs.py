@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..data.dataset import Dataset
 from ..run import SAMPLES_CSV, Run
+from .selection import KEEP_MARGIN_SE
 
 REPAIRED_CSV = "repaired.csv"
 QUARANTINE_CSV = "quarantine.csv"
@@ -80,3 +81,64 @@ def _as_column(names: np.ndarray, original: pd.Series) -> pd.Series:
                 return values.astype(original.dtype).set_axis(original.index)
             return values.set_axis(original.index)
     return pd.Series(names, index=original.index, dtype=object)
+
+
+def validation_review(flagged: np.ndarray, is_val: np.ndarray, exempt: np.ndarray) -> dict:
+    """How many validation rows the baseline flagged and how many a reviewer labelled. The rounds are
+    chosen on the validation labels; where those are wrong the way the training labels are (an
+    annotator's plausible confusions), the noise correction cannot see it and validation prefers the
+    model that learnt them. A reviewed validation split is what lifts that; reviewing only the flagged
+    rows leaves the wrong labels the flags missed (B2, "reviewed validation labels", in BENCHMARKS.md)."""
+    return {"flagged": int((flagged & is_val).sum()), "flagged_unreviewed": int((flagged & is_val & ~exempt).sum()),
+            "reviewed": int((exempt & is_val).sum())}
+
+
+def actions_of(records: list[dict]) -> list[str]:
+    """Which repairs the kept rounds actually made."""
+    used = []
+    for name, hit in (("relabel", lambda r: r.get("relabelled", 0)), ("drop", lambda r: r.get("dropped", 0)),
+                      ("reweight", lambda r: r.get("reweighted", 0)),
+                      ("rebalance", lambda r: r.get("synthetic_rows", 0) or (r.get("config") or {}).get("class_weight")),
+                      ("augment", lambda r: r.get("augmentation")), ("correct", lambda r: r.get("loss_correction")),
+                      ("robust", lambda r: r.get("robust_loss"))):
+        if any(hit(r) for r in records):
+            used.append(name)
+    return used
+
+
+def build_report(policy, chosen, records, test_metrics, fits, quarantine, final, dev, is_val, review_summary,
+            transition, splits, seconds) -> dict:
+    before, after = test_metrics[0], test_metrics[chosen]
+    used = actions_of(records[1:chosen + 1])
+    changed = (final.labels != dev.y) & ~is_val
+    if chosen == 0:
+        name = "none (no round beat the baseline on validation)"
+    else:
+        name = f"{policy}: {'+'.join(used) or 'no change'}" if policy == "auto" else policy
+    return {
+        "policy": name,
+        "policy_requested": policy,
+        "selected_round": chosen,
+        "selection": "validation accuracy on the given labels, corrected for the label noise estimated by the "
+                     "baseline diagnosis (val_acc_corrected), compared row by row with the best round so far: a "
+                     f"round is kept only if it scores higher by more than {KEEP_MARGIN_SE:g} standard error of the "
+                     "paired difference, and the rounds stop at the first that does not (no "
+                     "repair when no round beats the baseline); in repair rounds the final epoch's weights are "
+                     "used unless they score worse than the best epoch's by more than one standard error; the "
+                     "test split is not used",
+        "accuracy_before": before.get("acc"), "accuracy_after": after.get("acc"),
+        "macro_f1_before": before.get("macro_f1"), "macro_f1_after": after.get("macro_f1"),
+        "relabelled": int((changed & final.in_train).sum()),
+        "dropped": int(sum(1 for _, rd in quarantine.values() if rd <= chosen)),
+        "reweighted": records[chosen].get("reweighted", 0),
+        "rounds": records,
+        "reviewed": review_summary,
+        "estimated_noise_rate": float(1 - np.sum(np.diag(transition) * np.bincount(dev.y, minlength=len(transition)))
+                                      / len(dev.y)),
+        "n_train": len(splits.train), "n_val": len(splits.val), "n_test": len(splits.test),
+        "validation_labels": "given (validation rows are judged but never relabelled automatically)",
+        "test_evaluated": bool(len(splits.test)),
+        "round_dirs": [str(f.run.path) for f in fits],
+        "actions": used,
+        "seconds": round(seconds, 2),
+    }
