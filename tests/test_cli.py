@@ -34,11 +34,12 @@ def small_csv(tmp_path_factory):
     (["fit", "{csv}", "--target", "label", "--clip", "agc:x"], "--clip"),
     (["fit", "{csv}", "--target", "label", "--split", "0.5,0.5"], "--split"),
     (["report", "{tmp}/not_a_run"], "not a Trainyard run"),
+    (["repair", "{csv}", "--target", "label", "--resume"], "nothing to resume"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(small_csv, tmp_path, args, needle):
     out = tmp_path / "out"
     args = [a.replace("{csv}", str(small_csv)).replace("{tmp}", str(tmp_path)) for a in args]
-    r = run(*args, "--out", out) if args[0] == "fit" else run(*args)
+    r = run(*args, "--out", out) if args[0] in ("fit", "repair") else run(*args)
     assert r.returncode == 2, r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], r.stderr

@@ -42,6 +42,14 @@ def _csv(path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+def _decisions(rounds: list[dict]) -> list[dict]:
+    """A repair's rounds without test scores, timings and folder names: what it decided and why."""
+    def keep(d):
+        return {k: [keep(c) for c in v] if k == "candidates" else v for k, v in d.items()
+                if not k.startswith("test_") and k not in ("seconds", "run")}
+    return [keep(r) for r in rounds]
+
+
 # -- end to end -----------------------------------------------------------------------------------
 def test_repair_raises_test_accuracy(fixed):
     r = fixed.report
@@ -103,17 +111,59 @@ def test_test_labels_are_not_read_before_the_final_evaluation(fixed, noisy_digit
     again = repair(blind, splits=splits, out=tmp_path / "blind", rounds=1, **OPTS)
     assert events[-1] == "final" and events.count("final") == 1 and len(events) >= 3  # baseline, candidates
 
-    def decisions(rounds):  # everything but test scores, timings and folder names
-        def keep(d):
-            return {k: [keep(c) for c in v] if k == "candidates" else v for k, v in d.items()
-                    if not k.startswith("test_") and k not in ("seconds", "run")}
-        return [keep(r) for r in rounds]
-
-    assert decisions(again.report["rounds"]) == decisions(fixed.report["rounds"])
+    assert _decisions(again.report["rounds"]) == _decisions(fixed.report["rounds"])
     assert again.report["selected_round"] == fixed.report["selected_round"]
     assert again.report["accuracy_after"] == fixed.report["accuracy_after"]
     for name in ("repaired.csv", "quarantine.csv"):
         assert _csv(again.out / name).equals(_csv(fixed.out / name)), name
+
+
+def test_a_killed_repair_resumes_to_the_same_result(fixed, noisy_digits, tmp_path, monkeypatch):
+    """Kill the repair after two epochs of its second first-round candidate, then run it again with
+    ``resume`` and no options: the finished baseline, cross-fit and first candidate are read back, not
+    retrained; the cut-off candidate continues from its checkpoint; the stored options are used; and
+    every decision, score and output is the uninterrupted repair's (``fixed``, same data and options)."""
+    import trainyard.fitting
+    from trainyard.errors import RunError
+    from trainyard.run import Run
+    from trainyard.train.callback import Callback
+
+    _, noisy, splits, _ = noisy_digits
+    real_fit = trainyard.fitting.fit
+    calls: list[tuple[str, bool]] = []
+
+    class Kill(Callback):
+        def after_epoch(self, state, control):
+            if state.epoch == 2:
+                raise KeyboardInterrupt
+
+    def fit(*a, out=None, **k):
+        name = out.name if out.parent.name != "crossfit" else "crossfit/" + out.name
+        calls.append((name, bool(k.get("resume"))))
+        if name == "round1-prune" and not k.get("resume"):
+            k["callbacks"] = [*k.get("callbacks", []), Kill()]
+        return real_fit(*a, out=out, **k)
+
+    monkeypatch.setattr(trainyard.fitting, "fit", fit)
+    out = tmp_path / "killed"
+    with pytest.raises(RunError, match="nothing to resume"):
+        repair(noisy, splits=splits, out=out, resume=True)
+    with pytest.raises(KeyboardInterrupt):
+        repair(noisy, splits=splits, out=out, rounds=1, **OPTS)
+    assert Run(out).meta["status"] == "failed" and not (out / "repair.json").exists()
+    assert calls[-1] == ("round1-prune", False) and ("round1", False) in calls
+    calls.clear()
+    again = repair(noisy, splits=splits, out=out, resume=True)
+    assert calls[0] == ("round1-prune", True)  # nothing before it was trained again
+    assert all(not r for _, r in calls[1:]) and len(calls) >= 3  # the candidates after it: fresh
+    assert _decisions(again.report["rounds"]) == _decisions(fixed.report["rounds"])
+    assert again.report["accuracy_after"] == fixed.report["accuracy_after"]
+    for name in ("repaired.csv", "quarantine.csv"):
+        assert _csv(again.out / name).equals(_csv(fixed.out / name)), name
+    # a round folder trained on other labels is refused, not silently reused
+    other = noisy.with_labels(np.roll(noisy.y, 1))
+    with pytest.raises(RunError, match="other rows or labels"):
+        repair(other, splits=splits, out=out, resume=True)
 
 
 def test_reviewed_decisions_are_applied_first(fixed, noisy_digits, tmp_path):

@@ -133,7 +133,7 @@ def cmd_repair(a: argparse.Namespace) -> int:
 
     res = repair(a.data, target=a.target, text=a.text, test=a.test, out=a.out, config=a.config, split=_split(a),
                  policy=a.policy, rounds=a.rounds, reviewed=a.reviewed, quiet=a.quiet,
-                 crossfit_folds=a.crossfit_folds, mixup=a.mixup, **_overrides(a))
+                 crossfit_folds=a.crossfit_folds, mixup=a.mixup, resume=a.resume, **_overrides(a))
     print_repair(res, _console())
     return 0
 
@@ -297,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repair rounds train with mixup of this alpha against the wrong labels a repair leaves "
                         "(0 = off; default 0.2)")
     p.add_argument("--reviewed", help="CSV of id,decision from the review page, applied first")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the killed repair in --out: finished rounds are read back, the cut-off round "
+                        "continues from its last checkpoint, the stored options are used")
 
     p = add("tune", cmd_tune, "hyperparameter search with Optuna (TPE + pruning, warm start, shared storage)")
     _add_data(p)

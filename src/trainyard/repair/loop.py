@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -81,14 +82,15 @@ class _State:
 def repair(data: Dataset | str, target: str | None = None, text: str | None = None, test: str | None = None,
            out: str | Path | None = None, config: Any = None, split: Sequence[float] = (0.7, 0.2, 0.1),
            policy: str = "auto", rounds: int = 2, reviewed: str | Path | None = None, quiet: bool = True,
-           splits: Any = None, crossfit_folds: int = FOLDS, mixup: float = MIXUP_ALPHA,
+           splits: Any = None, crossfit_folds: int = FOLDS, mixup: float = MIXUP_ALPHA, resume: bool = False,
            **train_overrides: Any) -> RepairResult:
     """Diagnose, repair the training labels, retrain, and measure the gain on held-out data.
 
     Args:
         data: a path, built-in name or Dataset (like ``fit``); ``target``/``text``/``test``/``split`` too.
         out: output folder: ``repair.json``, ``repaired.csv``, ``quarantine.csv``, ``report.html`` and one
-            run folder per round (``round0`` = the baseline on the given labels).
+            run folder per round (``round0`` = the baseline on the given labels); ``crossfit_oof.npy``
+            keeps the cross-fit's out-of-fold probabilities for ``resume``.
         policy: ``auto`` (relabel clear cases, quarantine ambiguous ones and outliers, rebalance/augment
             when called for; or train through the estimated noise, whichever validation prefers),
             ``relabel``, ``drop``, ``reweight``, ``rebalance``, ``augment``, ``correct`` (forward loss
@@ -102,6 +104,11 @@ def repair(data: Dataset | str, target: str | None = None, text: str | None = No
             costs about ``crossfit_folds - 1`` extra fits); 0 turns it off.
         mixup: the repair rounds (not the baseline) train with mixup of this alpha, which keeps a
             network from memorising the wrong labels a repair leaves behind; 0 turns it off.
+        resume: continue a killed repair in ``out``: rounds that finished are read back, not retrained,
+            the round that was cut off continues from its last checkpoint, and the policy, rounds,
+            review file, mixup, cross-fit folds and training options are the stored ones (as
+            ``fit --resume``); the data must give the same training and validation rows. The result
+            is the one the uninterrupted repair would have given.
         train_overrides: training options (``epochs=20``, ``model="mlp"``, ...).
 
     Returns:
@@ -110,8 +117,21 @@ def repair(data: Dataset | str, target: str | None = None, text: str | None = No
     >>> res = repair("sklearn:digits", out="runs/fixed", epochs=20)   # doctest: +SKIP
     >>> res.report["accuracy_after"] - res.report["accuracy_before"]  # doctest: +SKIP
     """
+    from ..errors import RunError
     from ..fitting import default_out, make_config, resolve_data
 
+    if resume:
+        if out is None:
+            raise ConfigError("--resume needs --out: the folder of the repair to continue")
+        if not (Path(out) / "run.json").exists():
+            raise RunError(f"{out}: nothing to resume (no run.json); start the repair without --resume")
+        stored = Run(out).meta.get("config", {})
+        if "repair" not in stored:
+            raise RunError(f"{out}: not a repair folder (its run.json has no repair options)")
+        opts = stored["repair"]
+        policy, rounds, reviewed, mixup = opts["policy"], opts["rounds"], opts["reviewed"], opts["mixup"]
+        crossfit_folds = opts.get("crossfit_folds", crossfit_folds)
+        config, train_overrides = stored["train"], {}
     if policy not in POLICIES:
         raise ConfigError(f"--policy must be one of {', '.join(POLICIES)}, got {policy!r}")
     if int(rounds) < 1:
@@ -128,17 +148,20 @@ def repair(data: Dataset | str, target: str | None = None, text: str | None = No
     out = Path(out) if out is not None else default_out("repair")
     run = Run.create(out, {"train": cfg.to_dict(), "repair": {"policy": policy, "rounds": int(rounds),
                                                                "reviewed": str(reviewed) if reviewed else None,
-                                                               "mixup": float(mixup)}})
+                                                               "mixup": float(mixup),
+                                                               "crossfit_folds": int(crossfit_folds)}},
+                     resume=resume)
     try:
         return _repair(run, ds, splits, cfg, policy, int(rounds), reviewed, quiet, target, test, int(crossfit_folds),
-                       float(mixup))
+                       float(mixup), resume)
     except BaseException as e:
         run.finish("failed", error=f"{type(e).__name__}: {e}")
         raise
 
 
 def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: int, reviewed: Any, quiet: bool,
-            target: str | None, test: Any, crossfit_folds: int = FOLDS, mixup: float = MIXUP_ALPHA) -> RepairResult:
+            target: str | None, test: Any, crossfit_folds: int = FOLDS, mixup: float = MIXUP_ALPHA,
+            resume: bool = False) -> RepairResult:
     t_start = time.time()
     log = _Log(quiet)
     # the development rows: training rows first, then validation rows; test rows stay outside
@@ -154,7 +177,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
     state = _State(dev.y.copy(), ~is_val)
     log(f"round 0: baseline on the given labels ({n_tr} training, {n_va} validation rows)")
     base = _fit_round(run.path / "round0", dev, state, is_val, cfg, Plan(state.labels.copy(), np.zeros(n_dev, bool)),
-                      quiet)
+                      quiet, resume=resume)
     diag0 = diagnose_round(base, quiet)
     evidence = round_evidence(base, diag0, dev, n_dev, k)
 
@@ -186,8 +209,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
         # the noise estimate above: their confident joint over-counted the noise on digits at 20 %
         # (corrected validation accuracy clipped at 1 for every round) and was unusable at 40 %
         log(f"round 1: {crossfit_folds}-fold cross-fit for out-of-fold label evidence")
-        oof = crossfit_probs(dev, state.labels, state.in_train & ~exempt, is_val, cfg, run.path / "crossfit",
-                             crossfit_folds, quiet)
+        oof = _crossfit(run, dev, state.labels, state.in_train & ~exempt, is_val, cfg, crossfit_folds, quiet, resume)
     val_labels = state.labels[is_val]  # given labels (or a reviewer's): what every round is graded on
     val_trusted = exempt[is_val]  # a reviewer's validation labels are scored as they are, not corrected
     # ... and the rest for the noise the reviewer left them (none, where every flagged row was reviewed)
@@ -261,7 +283,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
             log(f"round {r}{' (' + name + ')' if name else ''}: relabelled {counts['relabelled']}, quarantined "
                 f"{counts['dropped']}, re-weighted {counts['reweighted']}; retraining")
             path = run.path / (f"round{r}" if not tried else f"round{r}-{name}")
-            fr = _fit_round(path, dev, new, is_val, cfg, plan, quiet, mixup)
+            fr = _fit_round(path, dev, new, is_val, cfg, plan, quiet, mixup, resume)
             scores, rows = score(fr)
             tried.append((name, plan, new, counts, fr, scores, rows, options))
             if policy == "auto" and r == 1 and name == "correct":
@@ -430,8 +452,10 @@ def _round_rows(state: _State, is_val: np.ndarray) -> np.ndarray:
 
 
 def _fit_round(path: Path, dev: Dataset, state: _State, is_val: np.ndarray, cfg: Any, plan: Plan, quiet: bool,
-               mixup: float = 0.0):
-    """Train one round on ``state``; a repair round (``mixup`` > 0) adds mixup unless the plan already mixes."""
+               mixup: float = 0.0, resume: bool = False):
+    """Train one round on ``state``; a repair round (``mixup`` > 0) adds mixup unless the plan already mixes.
+    With ``resume``, a round that finished in ``path`` is read back and one that was cut off continues
+    (``_resumed_fit``)."""
     from ..data import Splits
     from ..fitting import fit
 
@@ -453,8 +477,62 @@ def _fit_round(path: Path, dev: Dataset, state: _State, is_val: np.ndarray, cfg:
     callbacks = list(plan.callbacks)
     if mixup > 0 and not any(isinstance(c, Mixup) for c in callbacks):
         callbacks.append(Mixup(mixup))
+    if resume and (path / "run.json").exists():
+        done = _resumed_fit(path, sub, splits, callbacks, weights, quiet)
+        if done is not None:
+            return done
     return fit(sub, splits=splits, out=path, config=round_cfg, callbacks=callbacks, sample_weight=weights,
                quiet=quiet, write_report=False)
+
+
+def _resumed_fit(path: Path, sub: Dataset, splits: Any, callbacks: list, weights: np.ndarray | None, quiet: bool):
+    """A round's fit from an earlier, killed repair: the finished run read back (its best-epoch model,
+    history and best epoch, exactly what ``fit`` returned then), or the cut-off run continued from its
+    last checkpoint; None (folder cleared) when it stopped before its first checkpoint. Refuses a
+    folder trained on other rows or labels than this round's."""
+    import shutil
+
+    from ..errors import RunError
+    from ..fitting import FitResult, fit, load_model, make_config
+    from ..train.checkpoint import load_checkpoint
+
+    run = Run(path)
+    meta = run.meta
+    seen = (meta.get("data") or {}).get("fingerprint")
+    if seen is not None and seen != sub.fingerprint():
+        raise RunError(f"{path}: trained on other rows or labels than this repair gives that round (different data, "
+                       "split or review file?); cannot resume: start the repair without --resume in a new --out")
+    last = run.checkpoint_dir / "last.pt"
+    if not last.exists():
+        shutil.rmtree(path, ignore_errors=True)
+        return None
+    if meta.get("status") != "finished":
+        return fit(sub, splits=splits, out=path, callbacks=callbacks, sample_weight=weights, quiet=quiet,
+                   write_report=False, resume=True)
+    payload = load_checkpoint(last)
+    state = SimpleNamespace(best_epoch=payload["best_epoch"], history=list(payload["history"]), extra={})
+    cfg = make_config(meta.get("config", {}).get("train"))
+    return FitResult(run, load_model(path), sub, splits, list(payload["history"]), {}, cfg, state)
+
+
+def _crossfit(run: Run, dev: Dataset, labels: np.ndarray, rows: np.ndarray, is_val: np.ndarray, cfg: Any,
+              folds: int, quiet: bool, resume: bool) -> np.ndarray:
+    """``crossfit_probs``, kept in the repair folder (``crossfit_oof.npy``) so a resumed repair reads
+    them back instead of refitting the folds."""
+    from ..run import atomic_write
+
+    path = run.path / "crossfit_oof.npy"
+    if resume and path.exists():
+        oof = np.load(path)
+        if oof.shape == (len(dev), dev.n_classes):
+            return oof
+    oof = crossfit_probs(dev, labels, rows, is_val, cfg, run.path / "crossfit", folds, quiet)
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, oof)
+
+    atomic_write(path, write, fsync=False)
+    return oof
 
 
 def _restrict(plan: Plan, inp: RoundInput) -> Plan:
