@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..data.dataset import Dataset
-from ..errors import ConfigError
+from ..errors import ConfigError, RunError
 from ..run import Run
 from .augment import Mixup, augment
 from .auto import auto
@@ -117,7 +117,6 @@ def repair(data: Dataset | str, target: str | None = None, text: str | None = No
     >>> res = repair("sklearn:digits", out="runs/fixed", epochs=20)   # doctest: +SKIP
     >>> res.report["accuracy_after"] - res.report["accuracy_before"]  # doctest: +SKIP
     """
-    from ..errors import RunError
     from ..fitting import default_out, make_config, resolve_data
 
     if resume:
@@ -355,7 +354,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
         final = _State(np.where(exempt, reviewed_labels, dev.y), states[0].in_train)
     kept_out = {int(i): quarantine[int(i)] for i in np.flatnonzero(~final.in_train & ~is_val)}
     report = build_report(policy, chosen, records, test_metrics, fits, kept_out, final, dev, is_val, review_summary,
-                     estimated, splits, time.time() - t_start)
+                          estimated, splits, time.time() - t_start)
     report["mixup"] = mixup  # the alpha the repair rounds trained with (0: none)
     report["validation_review"] = validation_review(s0["label_issue"].to_numpy(bool), is_val, exempt)
     repaired = write_outputs(run, ds, splits, dev_idx, final.labels, ~(final.in_train | is_val), kept_out, exempt,
@@ -492,7 +491,6 @@ def _resumed_fit(path: Path, sub: Dataset, splits: Any, callbacks: list, weights
     folder trained on other rows or labels than this round's."""
     import shutil
 
-    from ..errors import RunError
     from ..fitting import FitResult, fit, load_model, make_config
     from ..train.checkpoint import load_checkpoint
 
