@@ -589,6 +589,35 @@ def test_crossfit_probs_are_out_of_fold_and_flag_class_conditional_flips(blobs, 
     assert precision >= 0.9 and recall >= 0.9, (precision, recall)
 
 
+def test_a_killed_crossfit_refits_only_its_unfinished_folds(blobs, tmp_path, monkeypatch):
+    import trainyard.fitting
+    from trainyard.repair.crossfit import crossfit_probs
+    from trainyard.train import TrainConfig
+
+    ds, splits = blobs
+    dev = ds.subset(np.concatenate([splits.train, splits.val]))
+    is_val = np.arange(len(dev)) >= len(splits.train)
+    cfg = TrainConfig(model="mlp", epochs=5, hidden=(32,), monitor=False, seed=0)
+    whole = crossfit_probs(dev, dev.y, ~is_val, is_val, cfg, tmp_path / "whole", folds=3)
+    real_fit, calls = trainyard.fitting.fit, []
+
+    def fit(*a, out=None, **k):
+        calls.append(out.name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed while fitting the last fold
+        return real_fit(*a, out=out, **k)
+
+    monkeypatch.setattr(trainyard.fitting, "fit", fit)
+    with pytest.raises(KeyboardInterrupt):
+        crossfit_probs(dev, dev.y, ~is_val, is_val, cfg, tmp_path / "cut", folds=3)
+    assert calls == ["fold0", "fold1", "fold2"]
+    calls.clear()
+    again = crossfit_probs(dev, dev.y, ~is_val, is_val, cfg, tmp_path / "cut", folds=3, resume=True)
+    assert calls == ["fold2"]  # folds 0 and 1 read back
+    np.testing.assert_array_equal(again, whole)
+    assert not (tmp_path / "cut").exists()
+
+
 def test_auto_repair_tries_the_crossfit_candidates_in_round_one(fixed):
     r1 = fixed.report["rounds"][1]
     names = [c["variant"] for c in r1.get("candidates", [])]

@@ -24,12 +24,14 @@ FOLDS = 4
 
 
 def crossfit_probs(dev: Dataset, labels: np.ndarray, in_train: np.ndarray, is_val: np.ndarray, cfg: Any,
-                   path: Path, folds: int = FOLDS, quiet: bool = True) -> np.ndarray:
+                   path: Path, folds: int = FOLDS, quiet: bool = True, resume: bool = False) -> np.ndarray:
     """(rows, K) out-of-fold probabilities for the training rows in ``in_train`` (NaN elsewhere).
 
     Each of ``folds`` stratified folds is predicted by the round's model trained on the other folds
     (with ``labels``) and selected on the validation rows, as every repair fit is. The fold runs keep
-    no ledger and no monitor; they are deleted afterwards (only their predictions are used).
+    no ledger and no monitor; each is deleted once its predictions are kept (``path/fold<i>.npy``,
+    until all folds are done), so with ``resume`` a killed cross-fit refits only the folds it had not
+    finished.
     """
     import shutil
 
@@ -45,13 +47,31 @@ def crossfit_probs(dev: Dataset, labels: np.ndarray, in_train: np.ndarray, is_va
     fold_cfg = cfg.replace(ledger=False, monitor=False)
     data = dev.with_labels(labels)
     for f, (fit_part, held) in enumerate(kfold(labels[rows], folds, int(cfg.seed))):
+        kept = path / f"fold{f}.npy"
+        if resume and kept.exists():
+            probs = np.load(kept)
+            if probs.shape == (len(held), dev.n_classes):
+                out[rows[held]] = probs
+                continue
         sp = Splits(rows[fit_part], val, np.zeros(0, np.int64))
         run_dir = path / f"fold{f}"
         fr = fit(data, splits=sp, out=run_dir, config=fold_cfg, quiet=quiet, write_report=False, keep_data=False)
-        out[rows[held]] = predict_proba(fr.model, dev.X[rows[held]])
+        out[rows[held]] = probs = predict_proba(fr.model, dev.X[rows[held]])
+        save_probs(kept, probs)
         shutil.rmtree(run_dir, ignore_errors=True)  # one fold run on disk at a time (large data)
     shutil.rmtree(path, ignore_errors=True)
     return out
+
+
+def save_probs(path: Path, probs: np.ndarray) -> None:
+    """Write an ``.npy`` file of probabilities atomically (kept for a resumed repair)."""
+    from ..run import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, probs)
+
+    atomic_write(path, write, fsync=False)
 
 
 def confident_flags(probs: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
