@@ -48,11 +48,10 @@ def crossfit_probs(dev: Dataset, labels: np.ndarray, in_train: np.ndarray, is_va
     data = dev.with_labels(labels)
     for f, (fit_part, held) in enumerate(kfold(labels[rows], folds, int(cfg.seed))):
         kept = path / f"fold{f}.npy"
-        if resume and kept.exists():
-            probs = np.load(kept)
-            if probs.shape == (len(held), dev.n_classes):
-                out[rows[held]] = probs
-                continue
+        probs = load_probs(kept, (len(held), dev.n_classes)) if resume else None
+        if probs is not None:
+            out[rows[held]] = probs
+            continue
         sp = Splits(rows[fit_part], val, np.zeros(0, np.int64))
         run_dir = path / f"fold{f}"
         fr = fit(data, splits=sp, out=run_dir, config=fold_cfg, quiet=quiet, write_report=False, keep_data=False)
@@ -61,6 +60,14 @@ def crossfit_probs(dev: Dataset, labels: np.ndarray, in_train: np.ndarray, is_va
         shutil.rmtree(run_dir, ignore_errors=True)  # one fold run on disk at a time (large data)
     shutil.rmtree(path, ignore_errors=True)
     return out
+
+
+def load_probs(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """Probabilities kept by :func:`save_probs`; None when absent or of another shape (another run's)."""
+    if not path.exists():
+        return None
+    probs = np.load(path)
+    return probs if probs.shape == tuple(shape) else None
 
 
 def save_probs(path: Path, probs: np.ndarray) -> None:

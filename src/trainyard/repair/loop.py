@@ -29,7 +29,7 @@ from ..run import Run
 from .augment import Mixup, augment
 from .auto import auto
 from .correct import ForwardCorrection, correct, transition_from
-from .crossfit import FOLDS, confident_flags, crossfit_probs, save_probs
+from .crossfit import FOLDS, confident_flags, crossfit_probs, load_probs, save_probs
 from .diagnosis import diagnose_labels, diagnose_round, model_health, model_probs, reliability_of, round_evidence
 from .drop import drop
 from .evidence import (blended_noise, noise_transition, paired_difference, row_scores, unreviewed_noise,
@@ -518,10 +518,9 @@ def _crossfit(run: Run, dev: Dataset, labels: np.ndarray, rows: np.ndarray, is_v
     """``crossfit_probs``, kept in the repair folder (``crossfit_oof.npy``) so a resumed repair reads
     them back instead of refitting the folds (a cross-fit killed part-way refits only its unfinished folds)."""
     path = run.path / "crossfit_oof.npy"
-    if resume and path.exists():
-        oof = np.load(path)
-        if oof.shape == (len(dev), dev.n_classes):
-            return oof
+    oof = load_probs(path, (len(dev), dev.n_classes)) if resume else None
+    if oof is not None:
+        return oof
     oof = crossfit_probs(dev, labels, rows, is_val, cfg, run.path / "crossfit", folds, quiet, resume)
     save_probs(path, oof)
     return oof
