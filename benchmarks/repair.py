@@ -148,10 +148,12 @@ def trainyard_classifier():
                 order = 95
 
                 def __init__(self):
-                    self.best, self.weights = -1.0, None
+                    self.best, self.weights = (-1.0, 0.0), None
 
                 def after_epoch(self, state, control):
-                    score = state.metrics.get("val_acc", state.metrics.get("train_acc", 0.0))
+                    # trainyard's Checkpoint rule: higher accuracy, ties to the lower loss
+                    m = state.metrics
+                    score = (m["val_acc"], -m["val_loss"]) if "val_acc" in m else (m["train_acc"], -m["train_loss"])
                     if score > self.best:
                         self.best, self.weights = score, copy.deepcopy(state.model.state_dict())
 
