@@ -56,6 +56,18 @@ def test_target_one_class_and_empty_values(tmp_path):
     assert "empty in 7 rows" in message and "rows 0, 3, 6, 9, 12 and 2 more" in message
 
 
+def test_a_measured_number_as_target_is_refused_but_many_real_classes_load(tmp_path):
+    # sklearn's diabetes target: 214 integral values in 442 rows, about two rows each
+    rng = np.random.default_rng(0)
+    y = rng.integers(25, 346, 442)
+    rows = "".join(f"{i},{v}\n" for i, v in enumerate(y))
+    message = _error(_csv(tmp_path, "diabetes.csv", "a,target\n" + rows), target="target")
+    assert f"{len(set(y))} distinct values in 442 rows" in message and "continuous number" in message
+    # 40 classes of 10 rows each are classes
+    ok = "".join(f"{i},c{i % 40}\n" for i in range(400))
+    assert load(_csv(tmp_path, "forty.csv", "a,y\n" + ok), target="y").n_classes == 40
+
+
 def test_empty_and_header_only(tmp_path):
     assert "empty" in _error(_csv(tmp_path, "empty.csv", ""), target="y")
     assert "no data rows" in _error(_csv(tmp_path, "head.csv", "a,y\n"), target="y")

@@ -12,6 +12,7 @@ from ..errors import DataError
 # More distinct labels than this (and more than half the rows) means the column is an id or a
 # continuous value, not classes; training a 10,000-way classifier on it would be a silent mistake.
 MAX_CLASSES = 1000
+MANY_CLASSES, THIN_CLASS = 20, 3
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -91,6 +92,15 @@ def describe_rows(rows: np.ndarray, limit: int = 5) -> str:
     return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
 
 
+def looks_continuous(counts: np.ndarray, n: int) -> bool:
+    """Whether label counts per class say the column is an id or a measured number, not classes: more
+    than ``MAX_CLASSES`` values, more than 100 taking over half the rows, or more than
+    ``MANY_CLASSES`` of which half have fewer than ``THIN_CLASS`` rows (sklearn's diabetes target: 214
+    values in 442 rows, 2 rows per value; no classifier learns a class from two rows)."""
+    k = len(counts)
+    return k > MAX_CLASSES or (k > 100 and k > n // 2) or (k > MANY_CLASSES and float(np.median(counts)) < THIN_CLASS)
+
+
 def encode_labels(strings: np.ndarray, missing: np.ndarray, where: str,
                   classes: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
     """Label strings -> ``(y codes, class names)``.
@@ -112,7 +122,7 @@ def encode_labels(strings: np.ndarray, missing: np.ndarray, where: str,
         n = len(strings)
         if len(names) < 2:
             raise DataError(f"{where} has only one class ({names[0]!r}); a classifier needs at least two")
-        if len(names) > MAX_CLASSES or (len(names) > 100 and len(names) > n // 2):
+        if looks_continuous(np.bincount(codes), n):
             raise DataError(f"{where} has {len(names)} distinct values in {n} rows: it looks like an id or a "
                             "continuous number, not class labels; pick the column that holds the classes")
     else:
