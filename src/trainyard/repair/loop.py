@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -158,12 +158,78 @@ def repair(data: Dataset | str, target: str | None = None, text: str | None = No
         raise
 
 
+@dataclass
+class _Grading:
+    """What every round is graded on: the validation rows' given (or a reviewer's) labels, scored row by
+    row (``evidence.row_scores``) through the noise the baseline diagnosis estimated; ``trusted`` rows
+    (a reviewer's) are scored as they are."""
+
+    X: np.ndarray
+    labels: np.ndarray
+    transition: np.ndarray | None
+    trusted: np.ndarray
+
+    def rows_of(self, model) -> tuple[np.ndarray, np.ndarray]:
+        """A model's validation predictions and their per-row scores."""
+        from ..train.trainer import predict_proba
+
+        pred = predict_proba(model, self.X).argmax(1)
+        return pred, row_scores(pred, self.labels, self.transition, self.trusted)
+
+    def score(self, fr, repaired: bool = True) -> tuple[dict, np.ndarray]:
+        """A round's validation scores and per-row scores. A repair round switches ``fr.model`` to its
+        final epoch unless that scores worse (``selection.prefer_last``); the baseline keeps its best epoch."""
+        pred, rows = self.rows_of(fr.model)
+        extra = {}
+        if repaired:
+            last = last_model(fr)
+            if last is not None:
+                pred_l, rows_l = self.rows_of(last)
+                if prefer_last(rows, rows_l):
+                    fr.model.load_state_dict(last.state_dict())
+                    pred, rows = pred_l, rows_l
+                    extra["checkpoint"] = "last"
+                    fr.run.update_meta(repair_uses="checkpoints/last.pt (the final epoch; see repair.json)")
+                else:
+                    extra["checkpoint"] = "best"
+        return {"val_acc": float((pred == self.labels).mean()),
+                "val_acc_corrected": float(np.clip(rows.mean(), 0, 1)), **extra}, rows
+
+
+class _Candidate(NamedTuple):
+    """One model a round trained: its name, plan, training state, change counts, fit and validation scores."""
+
+    name: str
+    plan: Plan
+    state: _State
+    counts: dict
+    fit: Any
+    scores: dict
+    rows: np.ndarray
+    options: dict
+
+
+@dataclass
+class _Loop:
+    """What stays fixed over a repair's rounds."""
+
+    run: Run
+    dev: Dataset  # training rows first, then validation rows; test rows stay outside
+    is_val: np.ndarray
+    cfg: Any
+    policy: str
+    exempt: np.ndarray  # rows a reviewer decided: no policy changes them
+    quiet: bool
+    mixup: float
+    resume: bool
+    log: Callable[[str], None]
+
+
 def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: int, reviewed: Any, quiet: bool,
             target: str | None, test: Any, crossfit_folds: int = FOLDS, mixup: float = MIXUP_ALPHA,
             resume: bool = False) -> RepairResult:
     t_start = time.time()
     log = _Log(quiet)
-    # the development rows: training rows first, then validation rows; test rows stay outside
     n_tr, n_va = len(splits.train), len(splits.val)
     dev_idx = np.concatenate([splits.train, splits.val])
     dev = ds.subset(dev_idx)  # reads the labels of these rows only
@@ -179,28 +245,11 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
                       quiet, resume=resume)
     diag0 = diagnose_round(base, quiet)
     evidence = round_evidence(base, diag0, dev, n_dev, k)
-
-    exempt = np.zeros(n_dev, dtype=bool)
-    review_summary = None
-    reviewed_labels = dev.y.copy()
-    if reviewed is not None:
-        from .reviewed import apply_reviewed
-
-        labels, exempt, outcome = apply_reviewed(reviewed, dev.ids, state.labels,
-                                                 evidence["samples"]["suggested_code"].to_numpy(np.int64),
-                                                 ds.classes, ds.ids[splits.test])
-        reviewed_labels = labels
-        state = _State(labels, state.in_train.copy())
-        review_summary = outcome.to_dict()
-        review_summary["file"] = str(reviewed)
-        if outcome.skipped_test:
-            log(f"review: {len(outcome.skipped_test)} decisions on test rows were not applied (the test split "
-                "measures the repair)")
+    state, exempt, reviewed_labels, review_summary = _apply_review(reviewed, dev, ds, splits, state, evidence, log)
     # the noise estimate every round's validation score is corrected with, fixed from the baseline
     s0 = evidence["samples"]
     flagged0 = s0["label_issue"].to_numpy(bool) & (s0["suggested_code"].to_numpy(np.int64) >= 0)
-    true_guess = np.where(flagged0, s0["suggested_code"].to_numpy(np.int64), dev.y)
-    estimated = noise_transition(true_guess, dev.y, k)
+    estimated = noise_transition(np.where(flagged0, s0["suggested_code"].to_numpy(np.int64), dev.y), dev.y, k)
     transition = usable_transition(estimated)
     oof = None
     if policy == "auto" and crossfit_folds >= 2 and (state.in_train & ~exempt).any():
@@ -209,43 +258,20 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
         # (corrected validation accuracy clipped at 1 for every round) and was unusable at 40 %
         log(f"round 1: {crossfit_folds}-fold cross-fit for out-of-fold label evidence")
         oof = _crossfit(run, dev, state.labels, state.in_train & ~exempt, is_val, cfg, crossfit_folds, quiet, resume)
-    val_labels = state.labels[is_val]  # given labels (or a reviewer's): what every round is graded on
     val_trusted = exempt[is_val]  # a reviewer's validation labels are scored as they are, not corrected
     # ... and the rest for the noise the reviewer left them (none, where every flagged row was reviewed)
-    val_transition = unreviewed_noise(transition, flagged0[is_val], val_trusted)
+    grading = _Grading(dev.X[is_val], state.labels[is_val], unreviewed_noise(transition, flagged0[is_val], val_trusted),
+                       val_trusted)
     # the reliability curve is one fit over all validation rows: reviewed and unreviewed noise blended
-    rel_transition = blended_noise(val_transition, float(val_trusted.mean()))  # val is never empty here
-
-    val_rows: list[np.ndarray] = []  # each kept round's per-row corrected validation score
-
-    def score(fr, repaired: bool = True) -> tuple[dict, np.ndarray]:
-        from ..train.trainer import predict_proba
-
-        def rows_of(model) -> tuple[np.ndarray, np.ndarray]:
-            pred = predict_proba(model, dev.X[is_val]).argmax(1)
-            return pred, row_scores(pred, val_labels, val_transition, val_trusted)
-
-        pred, rows = rows_of(fr.model)
-        extra = {}
-        if repaired:
-            last = last_model(fr)
-            if last is not None:
-                pred_l, rows_l = rows_of(last)
-                if prefer_last(rows, rows_l):
-                    fr.model.load_state_dict(last.state_dict())
-                    pred, rows = pred_l, rows_l
-                    extra["checkpoint"] = "last"
-                    fr.run.update_meta(repair_uses="checkpoints/last.pt (the final epoch; see repair.json)")
-                else:
-                    extra["checkpoint"] = "best"
-        return {"val_acc": float((pred == val_labels).mean()),
-                "val_acc_corrected": float(np.clip(rows.mean(), 0, 1)), **extra}, rows
+    rel_transition = blended_noise(grading.transition, float(val_trusted.mean()))  # val is never empty here
+    loop = _Loop(run, dev, is_val, cfg, policy, exempt, quiet, mixup, resume, log)
+    review_changed = review_summary is not None and bool(review_summary["changed"])
 
     fits = [base]
     states = [_State(dev.y.copy(), ~is_val)]
     quarantine: dict[int, tuple[str, int]] = {}
-    scores0, rows0 = score(base, repaired=False)  # the baseline is the plain fit: its best epoch
-    val_rows.append(rows0)
+    scores0, rows0 = grading.score(base, repaired=False)  # the baseline is the plain fit: its best epoch
+    val_rows = [rows0]  # each kept round's per-row corrected validation score
     records = [{"round": 0, "relabelled": 0, "dropped": 0, "reweighted": 0, **scores0,
                 "train_rows": n_tr, "flagged": int(s0["label_issue"].to_numpy(bool).sum()),
                 "best_epoch": base.state.best_epoch, "seconds": round(base.run.meta.get("seconds", 0.0), 2),
@@ -262,65 +288,26 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
                          consensus=prev_evidence["consensus"], classes=ds.classes, kind=ds.kind,
                          # round 1 has nothing quarantined and nothing to revisit: skip the pass
                          model_probs=model_probs(prev_fit, dev, is_val) if r > 1 else None,
-                         reliability=reliability_of(prev_evidence["consensus"], is_val, val_labels, rel_transition),
+                         reliability=reliability_of(prev_evidence["consensus"], is_val, grading.labels, rel_transition),
                          history=list(prev_fit.history), model_health=model_health(prev_fit), round=r,
                          transition=noise)
-        candidates = round_candidates(policy, r, variant, inp, oof)
-        tried = []
-        for name, options in candidates:  # may grow while it runs: see "correct" below
-            cand_inp, options = _candidate_input(inp, options)
-            plan = _restrict(POLICIES[policy](cand_inp, **options), inp)
-            new = _State(plan.labels, (state.in_train & ~plan.drop) | plan.restore, plan.weights)
-            counts = {"relabelled": int(((new.labels != state.labels) & new.in_train).sum()),
-                      "dropped": int(plan.drop.sum()), "restored": int(plan.restore.sum()),
-                      "reweighted": int((np.abs(plan.weights - 1) > 1e-6).sum()) if plan.weights is not None else 0}
-            changed_data = any(counts.values()) or plan.config or plan.callbacks or plan.synthetic or (
-                r == 1 and review_summary is not None and review_summary["changed"])
-            sig = _signature(new, plan)
-            if not changed_data or sig == last_signature or any(sig == _signature(t[2], t[1]) for t in tried):
-                continue  # nothing to repair, or the same training as one already run
-            log(f"round {r}{' (' + name + ')' if name else ''}: relabelled {counts['relabelled']}, quarantined "
-                f"{counts['dropped']}, re-weighted {counts['reweighted']}; retraining")
-            path = run.path / (f"round{r}" if not tried else f"round{r}-{name}")
-            fr = _fit_round(path, dev, new, is_val, cfg, plan, quiet, mixup, resume)
-            scores, rows = score(fr)
-            tried.append((name, plan, new, counts, fr, scores, rows, options))
-            if policy == "auto" and r == 1 and name == "correct":
-                # the same candidate once more through the noise its own predictions find: the
-                # baseline's flags under-count class-dependent flips, and a first-round correction
-                # that loses to the cleaning variants for that reason would never get a later round
-                candidates.append(("correct-reestimated",
-                                   {**VARIANTS["correct"],
-                                    "transition": _noise_after(fr, dev, new, is_val, k, exempt)}))
+        tried = _train_candidates(loop, grading, r, round_candidates(policy, r, variant, inp, oof), inp, state,
+                                  last_signature, review_changed=r == 1 and review_changed)
         if not tried:
             log(f"round {r}: nothing left to repair; stopping")
             break
         # among candidates, the better validation score (ties to the first, gentler one)
-        name, plan, new, counts, fr, scores, rows, options = max(tried, key=lambda t: (t[6].mean(), -tried.index(t)))
-        variant = options  # later rounds: the same policy options on their own diagnosis' flags
-        last_signature = _signature(new, plan)
-        for i in np.flatnonzero(plan.drop):
-            quarantine[int(i)] = (plan.reasons.get(int(i), "flagged"), r)
-        rec = {"round": r, **counts, **scores,
-               "train_rows": int(new.in_train.sum()) + (len(plan.synthetic[1]) if plan.synthetic else 0),
-               "synthetic_rows": len(plan.synthetic[1]) if plan.synthetic else 0,
-               "best_epoch": fr.state.best_epoch, "seconds": round(sum(t[4].run.meta.get("seconds", 0.0)
-                                                                        for t in tried), 2),
-               "config": plan.config,
-               "augmentation": [type(c).__name__ for c in plan.callbacks if not isinstance(c, ReplacedLoss)],
-               "loss_correction": any(isinstance(c, ForwardCorrection) for c in plan.callbacks),
-               "robust_loss": any(isinstance(c, GeneralizedCrossEntropy) for c in plan.callbacks),
-               "notes": plan.notes, "run": str(fr.run.path)}
-        if len(tried) > 1:
-            rec["variant"] = name
-            rec["candidates"] = [{"variant": t[0], **t[3], **t[5], "run": str(t[4].run.path)} for t in tried]
-        if r == 1 and review_summary is not None:
-            rec["reviewed"] = review_summary
+        best_c = max(tried, key=lambda t: (t.rows.mean(), -tried.index(t)))
+        variant = best_c.options  # later rounds: the same policy options on their own diagnosis' flags
+        last_signature = _signature(best_c.state, best_c.plan)
+        for i in np.flatnonzero(best_c.plan.drop):
+            quarantine[int(i)] = (best_c.plan.reasons.get(int(i), "flagged"), r)
+        rec = _round_record(r, best_c, tried, review_summary if r == 1 else None)
         records.append(rec)
-        fits.append(fr)
-        states.append(new)
-        val_rows.append(rows)
-        state = new
+        fits.append(best_c.fit)
+        states.append(best_c.state)
+        val_rows.append(best_c.rows)
+        state = best_c.state
         log(f"round {r}: val acc {rec['val_acc']:.4f} (noise-corrected {rec['val_acc_corrected']:.4f})")
         # paired, row by row, with the best round so far. A round is kept only if it scores better
         # on validation by more than the noise of the comparison (``clears_margin``); a tie or worse
@@ -337,10 +324,10 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
             break
         chosen = r
         if r < rounds:
-            rows_r = _round_rows(new, is_val)
-            diag = diagnose_labels(fr, evidence["samples"].iloc[rows_r])
-            prev_fit, prev_evidence = fr, round_evidence(fr, diag, dev, n_dev, k, rows=rows_r)
-            noise = _noise_after(fr, dev, new, is_val, k, exempt)
+            rows_r = _round_rows(state, is_val)
+            diag = diagnose_labels(best_c.fit, evidence["samples"].iloc[rows_r])
+            prev_fit, prev_evidence = best_c.fit, round_evidence(best_c.fit, diag, dev, n_dev, k, rows=rows_r)
+            noise = _noise_after(best_c.fit, dev, state, is_val, k, exempt)
 
     # -- the only place the test labels are read -------------------------------------------------
     test_metrics = _final_evaluation(ds, splits, [f.model for f in fits])
@@ -368,6 +355,79 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
     _try_report(run)
     log(f"wrote {run.path}")
     return RepairResult(report, run.path, diag0, fits[chosen].model, repaired, fits)
+
+
+def _apply_review(reviewed: Any, dev: Dataset, ds: Dataset, splits: Any, state: _State, evidence: dict, log):
+    """A reviewer's decisions applied to the development rows before any automatic change: the new
+    state, the rows they exempt from the policies, the reviewed labels and the review's summary
+    (``state`` itself, nothing exempt and no summary without ``reviewed``)."""
+    if reviewed is None:
+        return state, np.zeros(len(dev), dtype=bool), dev.y.copy(), None
+    from .reviewed import apply_reviewed
+
+    labels, exempt, outcome = apply_reviewed(reviewed, dev.ids, state.labels,
+                                             evidence["samples"]["suggested_code"].to_numpy(np.int64),
+                                             ds.classes, ds.ids[splits.test])
+    summary = outcome.to_dict()
+    summary["file"] = str(reviewed)
+    if outcome.skipped_test:
+        log(f"review: {len(outcome.skipped_test)} decisions on test rows were not applied (the test split "
+            "measures the repair)")
+    return _State(labels, state.in_train.copy()), exempt, labels, summary
+
+
+def _train_candidates(loop: _Loop, grading: _Grading, r: int, candidates: list[tuple[str, dict]], inp: RoundInput,
+                      state: _State, last_signature: tuple | None, review_changed: bool) -> list[_Candidate]:
+    """Train round ``r``'s candidates on what each one's policy plan changes, skipping a plan that
+    changes nothing or repeats a training already run; each is scored on validation."""
+    tried: list[_Candidate] = []
+    for name, options in candidates:  # may grow while it runs: see "correct" below
+        cand_inp, options = _candidate_input(inp, options)
+        plan = _restrict(POLICIES[loop.policy](cand_inp, **options), inp)
+        new = _State(plan.labels, (state.in_train & ~plan.drop) | plan.restore, plan.weights)
+        counts = {"relabelled": int(((new.labels != state.labels) & new.in_train).sum()),
+                  "dropped": int(plan.drop.sum()), "restored": int(plan.restore.sum()),
+                  "reweighted": int((np.abs(plan.weights - 1) > 1e-6).sum()) if plan.weights is not None else 0}
+        changed_data = any(counts.values()) or plan.config or plan.callbacks or plan.synthetic or review_changed
+        sig = _signature(new, plan)
+        if not changed_data or sig == last_signature or any(sig == _signature(t.state, t.plan) for t in tried):
+            continue  # nothing to repair, or the same training as one already run
+        loop.log(f"round {r}{' (' + name + ')' if name else ''}: relabelled {counts['relabelled']}, quarantined "
+                 f"{counts['dropped']}, re-weighted {counts['reweighted']}; retraining")
+        path = loop.run.path / (f"round{r}" if not tried else f"round{r}-{name}")
+        fr = _fit_round(path, loop.dev, new, loop.is_val, loop.cfg, plan, loop.quiet, loop.mixup, loop.resume)
+        scores, rows = grading.score(fr)
+        tried.append(_Candidate(name, plan, new, counts, fr, scores, rows, options))
+        if loop.policy == "auto" and r == 1 and name == "correct":
+            # the same candidate once more through the noise its own predictions find: the
+            # baseline's flags under-count class-dependent flips, and a first-round correction
+            # that loses to the cleaning variants for that reason would never get a later round
+            candidates.append(("correct-reestimated",
+                               {**VARIANTS["correct"], "transition": _noise_after(
+                                   fr, loop.dev, new, loop.is_val, loop.dev.n_classes, loop.exempt)}))
+    return tried
+
+
+def _round_record(r: int, kept: _Candidate, tried: list[_Candidate], review_summary: dict | None) -> dict:
+    """A round's entry in repair.json: the kept candidate's counts, scores and training, and every
+    candidate's when there were several."""
+    plan, fr = kept.plan, kept.fit
+    rec = {"round": r, **kept.counts, **kept.scores,
+           "train_rows": int(kept.state.in_train.sum()) + (len(plan.synthetic[1]) if plan.synthetic else 0),
+           "synthetic_rows": len(plan.synthetic[1]) if plan.synthetic else 0,
+           "best_epoch": fr.state.best_epoch,
+           "seconds": round(sum(t.fit.run.meta.get("seconds", 0.0) for t in tried), 2),
+           "config": plan.config,
+           "augmentation": [type(c).__name__ for c in plan.callbacks if not isinstance(c, ReplacedLoss)],
+           "loss_correction": any(isinstance(c, ForwardCorrection) for c in plan.callbacks),
+           "robust_loss": any(isinstance(c, GeneralizedCrossEntropy) for c in plan.callbacks),
+           "notes": plan.notes, "run": str(fr.run.path)}
+    if len(tried) > 1:
+        rec["variant"] = kept.name
+        rec["candidates"] = [{"variant": t.name, **t.counts, **t.scores, "run": str(t.fit.run.path)} for t in tried]
+    if review_summary is not None:
+        rec["reviewed"] = review_summary
+    return rec
 
 
 # -- rounds ---------------------------------------------------------------------------------------
