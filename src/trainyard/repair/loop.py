@@ -584,13 +584,6 @@ def _crossfit(run: Run, dev: Dataset, labels: np.ndarray, rows: np.ndarray, is_v
     oof = crossfit_probs(dev, labels, rows, is_val, cfg, run.path / "crossfit", folds, quiet, resume)
     save_probs(path, oof)
     return oof
-    oof = crossfit_probs(dev, labels, rows, is_val, cfg, run.path / "crossfit", folds, quiet)
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.save(f, oof)
-
-    atomic_write(path, write, fsync=False)
-    return oof
 
 
 def _restrict(plan: Plan, inp: RoundInput) -> Plan:
