@@ -589,31 +589,39 @@ def test_crossfit_probs_are_out_of_fold_and_flag_class_conditional_flips(blobs, 
     assert precision >= 0.9 and recall >= 0.9, (precision, recall)
 
 
-def test_a_killed_crossfit_refits_only_its_unfinished_folds(blobs, tmp_path, monkeypatch):
+def test_a_killed_crossfit_refits_only_its_unfinished_folds_from_their_checkpoints(blobs, tmp_path, monkeypatch):
     import trainyard.fitting
     from trainyard.repair.crossfit import crossfit_probs
-    from trainyard.train import TrainConfig
+    from trainyard.train import Callback, TrainConfig
 
     ds, splits = blobs
     dev = ds.subset(np.concatenate([splits.train, splits.val]))
     is_val = np.arange(len(dev)) >= len(splits.train)
     cfg = TrainConfig(model="mlp", epochs=5, hidden=(32,), monitor=False, seed=0)
     whole = crossfit_probs(dev, dev.y, ~is_val, is_val, cfg, tmp_path / "whole", folds=3)
-    real_fit, calls = trainyard.fitting.fit, []
+    real_fit, calls, epochs = trainyard.fitting.fit, [], []
 
-    def fit(*a, out=None, **k):
-        calls.append(out.name)
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # killed while fitting the last fold
-        return real_fit(*a, out=out, **k)
+    class Count(Callback):
+        def after_epoch(self, state, control):
+            epochs.append(state.epoch)
+            if len(calls) == 3 and not calls[-1][1] and state.epoch == 1:
+                raise KeyboardInterrupt  # killed in the last fold, after its second epoch's checkpoint
+
+    Count.order = 95  # after the checkpoint callback
+
+    def fit(*a, out=None, resume=False, **k):
+        calls.append((out.name, resume))
+        return real_fit(*a, out=out, resume=resume, callbacks=[Count()], **k)
 
     monkeypatch.setattr(trainyard.fitting, "fit", fit)
     with pytest.raises(KeyboardInterrupt):
         crossfit_probs(dev, dev.y, ~is_val, is_val, cfg, tmp_path / "cut", folds=3)
-    assert calls == ["fold0", "fold1", "fold2"]
+    assert calls == [("fold0", False), ("fold1", False), ("fold2", False)]
     calls.clear()
+    epochs.clear()
     again = crossfit_probs(dev, dev.y, ~is_val, is_val, cfg, tmp_path / "cut", folds=3, resume=True)
-    assert calls == ["fold2"]  # folds 0 and 1 read back
+    assert calls == [("fold2", True)]  # folds 0 and 1 read back; fold 2 continues from its checkpoint
+    assert epochs == [2, 3, 4]
     np.testing.assert_array_equal(again, whole)
     assert not (tmp_path / "cut").exists()
 

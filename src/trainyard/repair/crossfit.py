@@ -31,7 +31,7 @@ def crossfit_probs(dev: Dataset, labels: np.ndarray, in_train: np.ndarray, is_va
     (with ``labels``) and selected on the validation rows, as every repair fit is. The fold runs keep
     no ledger and no monitor; each is deleted once its predictions are kept (``path/fold<i>.npy``,
     until all folds are done), so with ``resume`` a killed cross-fit refits only the folds it had not
-    finished.
+    finished, and the fold it was fitting continues from its last checkpoint.
     """
     import shutil
 
@@ -54,12 +54,32 @@ def crossfit_probs(dev: Dataset, labels: np.ndarray, in_train: np.ndarray, is_va
             continue
         sp = Splits(rows[fit_part], val, np.zeros(0, np.int64))
         run_dir = path / f"fold{f}"
-        fr = fit(data, splits=sp, out=run_dir, config=fold_cfg, quiet=quiet, write_report=False, keep_data=False)
+        fr = _resumed_fold(data, sp, run_dir, quiet) if resume else None
+        if fr is None:
+            fr = fit(data, splits=sp, out=run_dir, config=fold_cfg, quiet=quiet, write_report=False, keep_data=False)
         out[rows[held]] = probs = predict_proba(fr.model, dev.X[rows[held]])
         save_probs(kept, probs)
         shutil.rmtree(run_dir, ignore_errors=True)  # one fold run on disk at a time (large data)
     shutil.rmtree(path, ignore_errors=True)
     return out
+
+
+def _resumed_fold(data: Dataset, splits: Any, run_dir: Path, quiet: bool):
+    """A fold's fit continued from the last checkpoint a killed repair left for the same data and rows
+    (``fit(resume=True)``: the same weights as an uninterrupted fit); None, the folder cleared, when
+    there is none or it was trained on something else."""
+    import shutil
+
+    from ..fitting import fit
+    from ..run import Run
+
+    run = Run(run_dir)
+    seen = (run.meta.get("data") or {}) if (run_dir / "run.json").exists() else {}
+    if (seen.get("fingerprint") == data.fingerprint() and seen.get("n_train") == len(splits.train)
+            and (run.checkpoint_dir / "last.pt").exists()):
+        return fit(data, splits=splits, out=run_dir, resume=True, quiet=quiet, write_report=False, keep_data=False)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return None
 
 
 def load_probs(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
