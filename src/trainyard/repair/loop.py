@@ -576,7 +576,8 @@ def _resumed_fit(path: Path, sub: Dataset, splits: Any, callbacks: list, weights
 def _crossfit(run: Run, dev: Dataset, labels: np.ndarray, rows: np.ndarray, is_val: np.ndarray, cfg: Any,
               folds: int, quiet: bool, resume: bool) -> np.ndarray:
     """``crossfit_probs``, kept in the repair folder (``crossfit_oof.npy``) so a resumed repair reads
-    them back instead of refitting the folds (a cross-fit killed part-way keeps its finished folds and continues the one it was fitting from its checkpoint)."""
+    them back instead of refitting the folds (a cross-fit killed part-way keeps its finished folds and
+    continues the one it was fitting from its checkpoint)."""
     path = run.path / "crossfit_oof.npy"
     oof = load_probs(path, (len(dev), dev.n_classes)) if resume else None
     if oof is not None:
