@@ -297,7 +297,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
             log(f"round {r}: nothing left to repair; stopping")
             break
         # among candidates, the better validation score (ties to the first, gentler one)
-        best_c = max(tried, key=lambda t: (t.rows.mean(), -tried.index(t)))
+        best_c = tried[max(range(len(tried)), key=lambda i: (tried[i].rows.mean(), -i))]
         variant = best_c.options  # later rounds: the same policy options on their own diagnosis' flags
         last_signature = _signature(best_c.state, best_c.plan)
         for i in np.flatnonzero(best_c.plan.drop):
