@@ -151,3 +151,15 @@ def test_unsupported_extension_and_missing_target_arg(tmp_path):
 def test_text_option_on_non_table(tmp_path):
     np.savez(tmp_path / "arr.npz", X=np.ones((2, 2)), y=np.array([0, 1]))
     assert "text=" in _error(tmp_path / "arr.npz", text="t")
+
+
+def test_a_free_text_column_without_text_option_says_which_option_to_give(tmp_path):
+    words = ["good", "bad", "film", "plot", "actors", "slow", "fun", "long"]
+    rows = "".join(f"\"{' '.join(words[(i * k) % 8] for k in range(1, 6))} {i}\",{'pos' if i % 2 else 'neg'}\n"
+                   for i in range(60))
+    path = _csv(tmp_path, "reviews.csv", "review,label\n" + rows)
+    message = _error(path, target="label")
+    assert "free text" in message and "--text review" in message
+    assert load(path, target="label", text="review").kind == "text"
+    codes = "".join(f"u{i:04d},{i % 3}\n" for i in range(60))  # ids are not called free text
+    assert "id-like text" in _error(_csv(tmp_path, "ids.csv", "user,label\n" + codes), target="label")

@@ -38,6 +38,12 @@ _TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 _DAY_NS = 86_400e9
 
 
+def _looks_like_prose(values: np.ndarray) -> bool:
+    """Whether string values read as sentences (a median of 3 or more words) rather than codes or ids."""
+    sample = values[:: max(1, len(values) // 1000)]
+    return float(np.median([len(str(v).split()) for v in sample])) >= 3
+
+
 class TableEncoder:
     """Fitted table -> float32 matrix transform.
 
@@ -124,8 +130,11 @@ class TableEncoder:
         n_unique = len(counts)
         all_unique = n_unique == len(present) >= _MIN_ROWS_ID
         if all_unique or (n_unique > self.max_categories and n_unique > 0.5 * len(present)):
-            self.dropped_[name] = (f"id-like text: {n_unique} distinct values in {len(present)} rows "
-                                   "(pass it as text= to use it as free text)")
+            self.dropped_[name] = (f"free text, not a category: {n_unique} distinct values in {len(present)} rows "
+                                   f"(give it as the text column: --text {name}, text={name!r} in Python)"
+                                   if _looks_like_prose(present) else
+                                   f"id-like text: {n_unique} distinct values in {len(present)} rows "
+                                   f"(if it is free text, give --text {name})")
             return None
         other = n_unique > self.max_categories
         n_keep = self.max_categories - 1 if other else n_unique
