@@ -547,6 +547,37 @@ def test_repair_rounds_use_the_final_epoch_unless_validation_says_it_is_worse():
     assert not prefer_last(best, much)
 
 
+def test_a_best_epoch_is_scored_without_the_optimism_of_choosing_it():
+    from trainyard.repair.selection import cross_fitted_rows
+
+    rng = np.random.default_rng(0)
+    n, k, epochs = 360, 10, 30
+    labels = rng.integers(0, k, n)
+
+    def probs_of(right_share):  # one epoch: each row right with this chance, else a random other class
+        pred = np.where(rng.random(n) < right_share, labels, (labels + rng.integers(1, k, n)) % k)
+        p = np.full((n, k), 0.02, np.float32)
+        p[np.arange(n), pred] = 0.82
+        return p
+
+    def plain(pred):
+        return (pred == labels).astype(float)
+
+    # 30 epochs of the same model quality (70 %): the best of them on these rows reads several points high
+    same = np.stack([probs_of(0.7) for _ in range(epochs)])
+    acc = (same.argmax(-1) == labels).mean(1)
+    assert acc.max() - acc.mean() > 0.02
+    fair = cross_fitted_rows(same, labels, plain)
+    assert fair.shape == (n,)
+    assert abs(fair.mean() - acc.mean()) < 0.015 < acc.max() - fair.mean()
+    # one truly better epoch among them is still found: its score, not the average
+    better = same.copy()
+    better[12] = probs_of(0.9)
+    assert cross_fitted_rows(better, labels, plain).mean() > 0.85
+    # the per-row scores are whatever score_rows gives for the epoch chosen without that row
+    assert set(np.unique(cross_fitted_rows(better, labels, lambda p: 2 * plain(p), repeats=1))) <= {0.0, 2.0}
+
+
 # -- out-of-fold evidence ---------------------------------------------------------------------------
 def test_confident_flags_find_planted_flips_and_skip_unseen_rows():
     from trainyard.repair.crossfit import confident_flags

@@ -41,7 +41,7 @@ from .rebalance import rebalance
 from .relabel import relabel
 from .reweight import reweight
 from .robust import GeneralizedCrossEntropy, robust
-from .selection import clears_margin, last_model, prefer_last
+from .selection import clears_margin, cross_fitted_rows, last_model, prefer_last
 
 # mixup's alpha in repair rounds. Why mixup: a repair leaves some wrong labels behind (on digits at
 # 20 % class-conditional noise, 9 in 850 training rows cost ~1 point of test accuracy against the
@@ -178,22 +178,45 @@ class _Grading:
 
     def score(self, fr, repaired: bool = True) -> tuple[dict, np.ndarray]:
         """A round's validation scores and per-row scores. A repair round switches ``fr.model`` to its
-        final epoch unless that scores worse (``selection.prefer_last``); the baseline keeps its best epoch."""
+        final epoch unless that scores worse (``selection.prefer_last``); the baseline keeps its best epoch.
+        A best epoch's rows are scored without the optimism of having been chosen on them
+        (``selection.cross_fitted_rows``, from the ledger's per-epoch validation probabilities)."""
         pred, rows = self.rows_of(fr.model)
         extra = {}
         if repaired:
             last = last_model(fr)
             if last is not None:
                 pred_l, rows_l = self.rows_of(last)
+                # which checkpoint: decided on the plain rows, the tolerance of ``prefer_last`` allows for their optimism
                 if prefer_last(rows, rows_l):
                     fr.model.load_state_dict(last.state_dict())
-                    pred, rows = pred_l, rows_l
-                    extra["checkpoint"] = "last"
                     fr.run.update_meta(repair_uses="checkpoints/last.pt (the final epoch; see repair.json)")
-                else:
-                    extra["checkpoint"] = "best"
+                    return self._scores(pred_l, rows_l, checkpoint="last"), rows_l
+                extra["checkpoint"] = "best"
+        heldout = _heldout_probs(fr, len(self.labels))
+        if heldout is not None:
+            extra["val_acc_corrected_as_chosen"] = float(np.clip(rows.mean(), 0, 1))  # before the cross-fit
+            rows = cross_fitted_rows(heldout, self.labels,
+                                     lambda p: row_scores(p, self.labels, self.transition, self.trusted))
+        return self._scores(pred, rows, **extra), rows
+
+    def _scores(self, pred: np.ndarray, rows: np.ndarray, **extra) -> dict:
         return {"val_acc": float((pred == self.labels).mean()),
-                "val_acc_corrected": float(np.clip(rows.mean(), 0, 1)), **extra}, rows
+                "val_acc_corrected": float(np.clip(rows.mean(), 0, 1)), **extra}
+
+
+def _heldout_probs(fr, n_val: int) -> np.ndarray | None:
+    """A round's per-epoch validation probabilities from its ledger (None without a ledger)."""
+    from ..monitor import read_ledger
+
+    try:
+        led = read_ledger(fr.run.path)
+    except (RunError, OSError, ValueError):  # no ledger (turned off) or an unreadable one: score as before
+        return None
+    hp = led.heldout_probs
+    if hp is None or hp.ndim != 3 or hp.shape[1] < n_val or len(hp) == 0:
+        return None
+    return np.asarray(hp[:, :n_val])
 
 
 class _Candidate(NamedTuple):

@@ -124,7 +124,9 @@ def build_report(policy, chosen, records, test_metrics, fits, quarantine, final,
                      f"round is kept only if it scores higher by more than {KEEP_MARGIN_SE:g} standard error of the "
                      "paired difference, and the rounds stop at the first that does not (no "
                      "repair when no round beats the baseline); in repair rounds the final epoch's weights are "
-                     "used unless they score worse than the best epoch's by more than one standard error; the "
+                     "used unless they score worse than the best epoch's by more than one standard error; a "
+                     "model that keeps its best epoch is scored by epochs chosen on the other half of the "
+                     "validation rows (the score as chosen, val_acc_corrected_as_chosen, reads high); the "
                      "test split is not used",
         "accuracy_before": before.get("acc"), "accuracy_after": after.get("acc"),
         "macro_f1_before": before.get("macro_f1"), "macro_f1_after": after.get("macro_f1"),
