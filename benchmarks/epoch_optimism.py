@@ -81,7 +81,8 @@ def main(argv=None) -> int:
         summary.append({"data": d, "runs": len(rows), "n_val": rows[0]["n_val"],
                         "optimism": mean_std([r["optimism"] for r in rows]),
                         "cross_fitted_error": mean_std([r["cross_fitted_error"] for r in rows]),
-                        "best_minus_cross_fitted": mean_std([r["val_best_epoch"] - r["val_cross_fitted"] for r in rows])})
+                        "best_minus_cross_fitted": mean_std([r["val_best_epoch"] - r["val_cross_fitted"]
+                                                             for r in rows])})
     for s in summary:
         print(f"{s['data']:<14} {s['runs']} runs, {s['n_val']} validation rows: best epoch's validation accuracy minus "
               f"fresh noisy rows {fmt(s['optimism'], 4)}; cross-fitted minus fresh {fmt(s['cross_fitted_error'], 4)}; "

@@ -187,7 +187,7 @@ class _Grading:
             last = last_model(fr)
             if last is not None:
                 pred_l, rows_l = self.rows_of(last)
-                # which checkpoint: decided on the plain rows, the tolerance of ``prefer_last`` allows for their optimism
+                # the checkpoint is chosen on the plain rows: ``prefer_last``'s tolerance allows for their optimism
                 if prefer_last(rows, rows_l):
                     fr.model.load_state_dict(last.state_dict())
                     fr.run.update_meta(repair_uses="checkpoints/last.pt (the final epoch; see repair.json)")
@@ -214,7 +214,7 @@ def _heldout_probs(fr, n_val: int) -> np.ndarray | None:
     except (RunError, OSError, ValueError):  # no ledger (turned off) or an unreadable one: score as before
         return None
     hp = led.heldout_probs
-    if hp is None or hp.ndim != 3 or hp.shape[1] < n_val or len(hp) == 0:
+    if hp is None or hp.ndim != 3 or hp.shape[1] < n_val or len(hp) == 0 or n_val < 2:  # nothing to halve
         return None
     return np.asarray(hp[:, :n_val])
 
