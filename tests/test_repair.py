@@ -5,6 +5,8 @@ training and validation rows; the test rows keep their true labels.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -149,6 +151,15 @@ def test_a_killed_repair_resumes_to_the_same_result(fixed, noisy_digits, tmp_pat
         return real_fit(*a, out=out, **k)
 
     monkeypatch.setattr(trainyard.fitting, "fit", fit)
+    import trainyard.diagnose
+
+    real_diagnose = trainyard.diagnose.diagnose_run
+
+    def diagnose_run(path, **k):
+        calls.append(("diagnose " + Path(path).name, False))
+        return real_diagnose(path, **k)
+
+    monkeypatch.setattr(trainyard.diagnose, "diagnose_run", diagnose_run)
     out = tmp_path / "killed"
     with pytest.raises(RunError, match="nothing to resume"):
         repair(noisy, splits=splits, out=out, resume=True)
@@ -158,12 +169,13 @@ def test_a_killed_repair_resumes_to_the_same_result(fixed, noisy_digits, tmp_pat
     assert calls[-1] == ("round1-prune", False) and ("round1", False) in calls
     calls.clear()
     again = repair(noisy, splits=splits, out=out, resume=True)
-    assert calls[0] == ("round1-prune", True)  # nothing before it was trained again
+    assert calls[0] == ("round1-prune", True)  # nothing before it was trained or diagnosed again
     assert all(not r for _, r in calls[1:]) and len(calls) >= 3  # the candidates after it: fresh
     assert _decisions(again.report["rounds"]) == _decisions(fixed.report["rounds"])
     assert again.report["accuracy_after"] == fixed.report["accuracy_after"]
-    for name in ("repaired.csv", "quarantine.csv"):
+    for name in ("repaired.csv", "quarantine.csv", "samples.csv"):
         assert _csv(again.out / name).equals(_csv(fixed.out / name)), name
+    assert again.diagnosis.summary == fixed.diagnosis.summary
     # a round folder trained on other labels is refused, not silently reused
     other = noisy.with_labels(np.roll(noisy.y, 1))
     with pytest.raises(RunError, match="other rows or labels"):

@@ -12,12 +12,46 @@ from ..data.dataset import Dataset
 from .evidence import consensus_probs
 
 
-def diagnose_round(fr, quiet: bool):
-    """Every detector on a round's run (the baseline's full diagnosis), without a report."""
+def diagnose_round(fr, quiet: bool, resume: bool = False):
+    """Every detector on a round's run (the baseline's full diagnosis), without a report. With
+    ``resume``, a diagnosis that finished on this run before the repair was killed is read back: on
+    large data the detectors cost several training runs."""
     from ..diagnose import diagnose_run
 
+    done = _finished_diagnosis(fr) if resume else None
+    if done is not None:
+        return done
     return diagnose_run(fr.run.path, model=fr.model, dataset=fr.dataset, splits=fr.splits, quiet=quiet,
                         write_report=False)
+
+
+_BOOL_COLUMNS = ("label_issue", "outlier", "ambiguous", "duplicate_conflict")
+_FLOAT_COLUMNS = ("label_score", "outlier_score", "confidence", "variability", "aum", "forgetting", "ambiguity_score")
+
+
+def _finished_diagnosis(fr):
+    """The Diagnosis ``diagnose_run`` wrote on this run, or None where it did not finish (its summary in
+    run.json is written last) or describes other rows."""
+    from ..diagnose.core import Diagnosis
+    from ..run import DATA_HEALTH, MODEL_HEALTH, SAMPLES_CSV
+
+    run = fr.run
+    summary = run.meta.get("diagnosis")
+    if not summary or not run.file(SAMPLES_CSV).exists() or not run.file(DATA_HEALTH).exists():
+        return None
+    # every column as its text, so labels such as "007" or "NA" come back as written
+    s = pd.read_csv(run.file(SAMPLES_CSV), dtype=str, keep_default_na=False)
+    if len(s) != len(fr.dataset) or not np.array_equal(s["id"].to_numpy(str), np.asarray(fr.dataset.ids, str)):
+        return None
+    for c in _BOOL_COLUMNS:
+        if c in s.columns:
+            s[c] = s[c].to_numpy(str) == "True"
+    for c in _FLOAT_COLUMNS:
+        if c in s.columns:
+            s[c] = pd.to_numeric(s[c].replace("", np.nan))
+    health = run.read_json(DATA_HEALTH)
+    model_health = run.read_json(MODEL_HEALTH) if run.file(MODEL_HEALTH).exists() else None
+    return Diagnosis(run, s, health, model_health, summary)
 
 
 def diagnose_labels(fr, baseline: pd.DataFrame):

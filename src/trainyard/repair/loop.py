@@ -266,7 +266,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
     log(f"round 0: baseline on the given labels ({n_tr} training, {n_va} validation rows)")
     base = _fit_round(run.path / "round0", dev, state, is_val, cfg, Plan(state.labels.copy(), np.zeros(n_dev, bool)),
                       quiet, resume=resume)
-    diag0 = diagnose_round(base, quiet)
+    diag0 = diagnose_round(base, quiet, resume)
     evidence = round_evidence(base, diag0, dev, n_dev, k)
     state, exempt, reviewed_labels, review_summary = _apply_review(reviewed, dev, ds, splits, state, evidence, log)
     # the noise estimate every round's validation score is corrected with, fixed from the baseline
