@@ -618,6 +618,45 @@ def test_confident_flags_find_planted_flips_and_skip_unseen_rows():
     assert precision >= 0.95 and recall >= 0.95, (precision, recall)
 
 
+def test_out_of_fold_flags_need_a_model_that_beats_chance():
+    """Confident learning counts every disagreement of an uninformed model as a wrong label: a model
+    that guesses disagrees with half of two classes. Such predictions flag nothing; weak but real
+    ones (two classes, 40 % of the labels flipped, the model right on 90 % of true classes) still do."""
+    from trainyard.repair.crossfit import CHANCE_Z, agreement_over_chance, confident_flags
+
+    rng = np.random.default_rng(1)
+    n = 400
+    labels = rng.integers(0, 2, n)
+    guess = rng.dirichlet([1, 1], n)  # unrelated to the rows
+    observed, chance, z = agreement_over_chance(guess, labels)
+    assert abs(observed - chance) < 0.08 and z < CHANCE_Z
+    assert not confident_flags(guess, labels, 2).any()
+    true = rng.integers(0, 2, n)
+    noisy = np.where(rng.random(n) < 0.4, 1 - true, true)
+    right = rng.random(n) < 0.9
+    pred = np.where(right, true, 1 - true)
+    probs = np.where(np.arange(2) == pred[:, None], 0.8, 0.2)
+    assert agreement_over_chance(probs, noisy)[2] > CHANCE_Z
+    flags = confident_flags(probs, noisy, 2)
+    assert flags.sum() > 50 and (noisy != true)[flags].mean() > 0.75
+
+
+def test_a_repair_does_not_quarantine_rows_a_model_could_not_learn(tmp_path):
+    """300 rows, 2,000 columns, the class is the sign of the first: more columns than rows, and the
+    network learns nothing it can carry to unseen rows. The cross-fitted models agree with the labels
+    no better than chance, and the candidate built on their flags (112 rows, over half the training
+    set, before this check) is not trained at all."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2000)).astype(np.float32)
+    ds = Dataset(X, (X[:, 0] > 0).astype(int), ["neg", "pos"], np.arange(300), "tabular")
+    res = repair(ds, out=tmp_path / "r", rounds=1, **OPTS)
+    cf = res.report["crossfit"]
+    assert cf["flags_used"] is False and cf["z_over_chance"] < 2, cf
+    names = [c["variant"] for c in res.report["rounds"][1]["candidates"]]
+    assert "crossfit" not in names and "crossfit+diagnosis" not in names, names
+    assert res.report["dropped"] <= 0.1 * res.report["n_train"], res.report["dropped"]
+
+
 def test_crossfit_probs_are_out_of_fold_and_flag_class_conditional_flips(blobs, tmp_path):
     from trainyard.repair.crossfit import confident_flags, crossfit_probs
     from trainyard.train import TrainConfig

@@ -29,7 +29,8 @@ from ..run import Run
 from .augment import Mixup, augment
 from .auto import auto
 from .correct import ForwardCorrection, correct, transition_from
-from .crossfit import FOLDS, confident_flags, crossfit_probs, load_probs, save_probs
+from .crossfit import (CHANCE_Z, FOLDS, agreement_over_chance, confident_flags, crossfit_probs, load_probs,
+                       save_probs)
 from .diagnosis import diagnose_labels, diagnose_round, model_health, model_probs, reliability_of, round_evidence
 from .drop import drop
 from .evidence import (blended_noise, noise_transition, paired_difference, row_scores, unreviewed_noise,
@@ -274,13 +275,19 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
     flagged0 = s0["label_issue"].to_numpy(bool) & (s0["suggested_code"].to_numpy(np.int64) >= 0)
     estimated = noise_transition(np.where(flagged0, s0["suggested_code"].to_numpy(np.int64), dev.y), dev.y, k)
     transition = usable_transition(estimated)
-    oof = None
+    oof, crossfit_summary = None, None
     if policy == "auto" and crossfit_folds >= 2 and (state.in_train & ~exempt).any():
         # out-of-fold probabilities for the first round's crossfit candidates. They are not used for
         # the noise estimate above: their confident joint over-counted the noise on digits at 20 %
         # (corrected validation accuracy clipped at 1 for every round) and was unusable at 40 %
         log(f"round 1: {crossfit_folds}-fold cross-fit for out-of-fold label evidence")
         oof = _crossfit(run, dev, state.labels, state.in_train & ~exempt, is_val, cfg, crossfit_folds, quiet, resume)
+        agree, chance, z = agreement_over_chance(oof, state.labels)
+        crossfit_summary = {"folds": crossfit_folds, "agreement": agree, "chance_agreement": chance,
+                            "z_over_chance": z, "flags_used": bool(z >= CHANCE_Z)}
+        if not z >= CHANCE_Z:
+            log(f"round 1: the cross-fitted models agree with the given labels no better than chance ({agree:.3f} "
+                f"vs {chance:.3f}): they did not learn the classes, so their flags are not used")
     val_trusted = exempt[is_val]  # a reviewer's validation labels are scored as they are, not corrected
     # ... and the rest for the noise the reviewer left them (none, where every flagged row was reviewed)
     grading = _Grading(dev.X[is_val], state.labels[is_val], unreviewed_noise(transition, flagged0[is_val], val_trusted),
@@ -366,6 +373,7 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
     report = build_report(policy, chosen, records, test_metrics, fits, kept_out, final, dev, is_val, review_summary,
                           estimated, splits, time.time() - t_start)
     report["mixup"] = mixup  # the alpha the repair rounds trained with (0: none)
+    report["crossfit"] = crossfit_summary
     report["validation_review"] = validation_review(s0["label_issue"].to_numpy(bool), is_val, exempt)
     repaired = write_outputs(run, ds, splits, dev_idx, final.labels, ~(final.in_train | is_val), kept_out, exempt,
                              evidence["samples"], target, test is not None)
