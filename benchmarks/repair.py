@@ -403,6 +403,7 @@ def _row(name, kind, rate, seed, splits, opts, rep, precision, recall, t_repair,
             "checkpoints": [r.get("checkpoint") for r in rep["rounds"]],
             "variants": [r.get("variant") for r in rep["rounds"]],
             "crossfit": rep.get("crossfit"),  # whether the out-of-fold flags beat chance and were used
+            "label_evidence": rep.get("label_evidence"),  # ... and all out-of-sample predictions together
             # what a perfect choice among the models the repair trained would have scored (the test split
             # choosing: a bound on what validation selection can win, not a result)
             "candidates": tried, "best_candidate": best, "gap_recovered_best_candidate": recovered(best),

@@ -122,6 +122,14 @@ def agreement_over_chance(probs: np.ndarray, labels: np.ndarray) -> tuple[float,
     return observed, chance, float((observed - chance) / se)
 
 
+def pooled_z(parts: list[tuple[float, float, int]]) -> float:
+    """One z over several sets of out-of-sample predictions, each (observed agreement, chance
+    agreement, rows): the summed excess over chance divided by its binomial standard error."""
+    excess = sum(n * (o - c) for o, c, n in parts if n)
+    var = sum(n * c * (1 - c) for o, c, n in parts if n)
+    return float(excess / np.sqrt(var)) if var > 0 else float("nan")
+
+
 def confident_flags(probs: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Rows whose label the out-of-fold probabilities call wrong (False where ``probs`` is NaN).
 

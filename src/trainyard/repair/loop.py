@@ -30,7 +30,7 @@ from .augment import Mixup, augment
 from .auto import auto
 from .correct import ForwardCorrection, correct, transition_from
 from .crossfit import (CHANCE_Z, FOLDS, agreement_over_chance, confident_flags, crossfit_probs, load_probs,
-                       save_probs)
+                       pooled_z, save_probs)
 from .diagnosis import diagnose_labels, diagnose_round, model_health, model_probs, reliability_of, round_evidence
 from .drop import drop
 from .evidence import (blended_noise, noise_transition, paired_difference, row_scores, unreviewed_noise,
@@ -206,6 +206,41 @@ class _Grading:
                 "val_acc_corrected": float(np.clip(rows.mean(), 0, 1)), **extra}
 
 
+# policies that act on the diagnosis' label flags or on the noise estimated from them
+FLAG_POLICIES = ("auto", "relabel", "drop", "reweight", "correct")
+
+
+def _label_evidence(base, grading: "_Grading", oof: np.ndarray | None, labels: np.ndarray, k: int) -> dict:
+    """Whether the baseline's model family learnt the classes at all: its out-of-sample predictions
+    (validation rows, each scored by an epoch chosen without it; the cross-fit's training rows) must
+    agree with the given labels more than chance (``crossfit.pooled_z`` >= ``CHANCE_Z``).
+
+    Why: a model that learnt nothing disagrees with about as many labels as chance does, its
+    diagnosis flags them, the noise estimated from the flags is an artefact of them, and a candidate
+    that adopts the flags' suggestions then predicts what that estimate rewards, so the noise-corrected
+    validation score favours it. On data with random labels, repairs kept rounds that relabelled or
+    quarantined up to 80 % of the training rows (``benchmarks/null_data.py``)."""
+    parts = []
+    val = grading.labels
+    if len(val):
+        pred, _ = grading.rows_of(base.model)
+        correct = (pred == val).astype(float)
+        heldout = _heldout_probs(base, len(val))
+        if heldout is not None:  # the best epoch's own agreement reads high: it was chosen on these rows
+            correct = cross_fitted_rows(heldout, val, lambda p: (p == val).astype(float))
+        chance = float(np.dot(np.bincount(val, minlength=k), np.bincount(pred, minlength=k))) / len(val) ** 2
+        parts.append((float(correct.mean()), chance, len(val)))
+    if oof is not None and np.isfinite(oof).all(1).any():
+        o, c, _ = agreement_over_chance(oof, labels)
+        parts.append((o, c, int(np.isfinite(oof).all(1).sum())))
+    rows = sum(n for _, _, n in parts)
+    z = pooled_z(parts)
+    return {"rows": rows, "agreement": sum(o * n for o, _, n in parts) / max(rows, 1),
+            "chance_agreement": sum(c * n for _, c, n in parts) / max(rows, 1), "z_over_chance": z,
+            # no out-of-sample row at all: nothing to judge by, so the repair goes on as before
+            "usable": bool(z >= CHANCE_Z) if rows else True}
+
+
 def _heldout_probs(fr, n_val: int) -> np.ndarray | None:
     """A round's per-epoch validation probabilities from its ledger (None without a ledger)."""
     from ..monitor import read_ledger
@@ -307,12 +342,20 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
                 "best_epoch": base.state.best_epoch, "seconds": round(base.run.meta.get("seconds", 0.0), 2),
                 "notes": ["the baseline: given labels"]}]
     log(f"round 0: val acc {records[0]['val_acc']:.4f} (noise-corrected {records[0]['val_acc_corrected']:.4f})")
+    label_evidence = _label_evidence(base, grading, oof, state.labels, k)
+    stopped = None
+    if policy in FLAG_POLICIES and not label_evidence["usable"] and not review_changed:
+        stopped = ("the models' out-of-sample predictions agree with the given labels no better than chance "
+                   f"({label_evidence['agreement']:.3f} vs {label_evidence['chance_agreement']:.3f} on "
+                   f"{label_evidence['rows']} rows): they did not learn the classes, so their flags are no "
+                   "evidence of wrong labels")
+        log(f"round 1: {stopped}; nothing is repaired (check the target column and the model's health)")
     chosen = 0
     prev_fit, prev_evidence = base, evidence
     variant = {}  # the auto variant chosen in round 1, used in later rounds
     last_signature = None  # what the last kept round trained on
     noise = estimated  # the current labels' noise, for ``correct``: from the baseline's flags at first
-    for r in range(1, rounds + 1):
+    for r in range(1, (0 if stopped else rounds) + 1):
         inp = RoundInput(X=dev.X, labels=state.labels.copy(), given=dev.y, in_train=state.in_train.copy(),
                          is_val=is_val, exempt=exempt, samples=prev_evidence["samples"],
                          consensus=prev_evidence["consensus"], classes=ds.classes, kind=ds.kind,
@@ -374,6 +417,10 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
                           estimated, splits, time.time() - t_start)
     report["mixup"] = mixup  # the alpha the repair rounds trained with (0: none)
     report["crossfit"] = crossfit_summary
+    report["label_evidence"] = label_evidence
+    if stopped:
+        report["policy"] = "none (no evidence to repair on)"
+        report["stopped"] = stopped
     report["validation_review"] = validation_review(s0["label_issue"].to_numpy(bool), is_val, exempt)
     repaired = write_outputs(run, ds, splits, dev_idx, final.labels, ~(final.in_train | is_val), kept_out, exempt,
                              evidence["samples"], target, test is not None)
