@@ -51,6 +51,30 @@ def test_diagnose_finds_flips_and_writes_contract(noisy_blobs_csv, tmp_path):
     health = json.loads((tmp_path / "run" / "data_health.json").read_text())
     assert 0.1 <= health["labels"]["estimated_noise_rate"] <= 0.3
     assert "imbalance" in health and "drift" in health
+    learnt = health["labels"]["heldout_agreement"]  # the model learnt the classes: its flags are evidence
+    assert learnt["learnt"] and learnt["rows"] == len(sp.val) + len(sp.test) and learnt["agreement"] > 0.9
+
+
+def test_a_model_that_learnt_nothing_says_its_label_findings_are_no_evidence(tmp_path):
+    """Labels drawn independently of the features: the diagnosis flags about half the rows, as every
+    disagreement-based detector would, and says that its held-out predictions agree with the labels no
+    better than chance, in data_health.json, on the command line and in the report."""
+    from rich.console import Console
+
+    from trainyard.summary import print_diagnosis
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.normal(size=(600, 8)), columns=[f"x{i}" for i in range(8)])
+    df["label"] = rng.integers(0, 3, 600)
+    df.to_csv(tmp_path / "random.csv", index=False)
+    d = diagnose(str(tmp_path / "random.csv"), target="label", out=tmp_path / "run", epochs=15)
+    learnt = d.data_health["labels"]["heldout_agreement"]
+    assert learnt["learnt"] is False and abs(learnt["agreement"] - learnt["chance_agreement"]) < 0.08, learnt
+    assert learnt["rows"] == 180
+    console = Console(record=True, width=200)
+    print_diagnosis(d, console)
+    assert "no better than chance" in console.export_text()
+    assert "no better than chance" in (tmp_path / "run" / "report.html").read_text()
 
 
 def test_online_mode_flags_shifted_batch(noisy_blobs_csv, tmp_path):

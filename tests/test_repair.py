@@ -622,7 +622,8 @@ def test_out_of_fold_flags_need_a_model_that_beats_chance():
     """Confident learning counts every disagreement of an uninformed model as a wrong label: a model
     that guesses disagrees with half of two classes. Such predictions flag nothing; weak but real
     ones (two classes, 40 % of the labels flipped, the model right on 90 % of true classes) still do."""
-    from trainyard.repair.crossfit import CHANCE_Z, agreement_over_chance, confident_flags
+    from trainyard.diagnose.chance import CHANCE_Z, agreement_over_chance
+    from trainyard.repair.crossfit import confident_flags
 
     rng = np.random.default_rng(1)
     n = 400

@@ -41,6 +41,12 @@ def print_diagnosis(res, console: Console, top: int = 15) -> None:
     est = res.summary.get("labels", {}).get("estimated_noise_rate")
     if est is not None:
         console.print(f"estimated label noise rate: {est:.3f}")
+    learnt = res.summary.get("labels", {}).get("heldout_agreement")
+    if learnt and not learnt["learnt"]:
+        console.print(f"[yellow]labels:[/] the model's predictions on held-out rows agree with their labels no better "
+                      f"than chance ({learnt['agreement']:.3f} vs {learnt['chance_agreement']:.3f} on "
+                      f"{learnt['rows']} rows): it did not learn the classes, so its label findings are no evidence "
+                      "of wrong labels; check the target column, the features and the model's health")
     flagged = s[s["issue"].fillna("") != ""].copy()
     if len(flagged):
         flagged["_rank"] = flagged[["label_score", "outlier_score"]].max(axis=1)

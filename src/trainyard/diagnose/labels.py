@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .chance import heldout_agreement
 from .registry import register
 from .mixture import fit_two_gaussians
 
@@ -526,6 +527,8 @@ def label_issues(ledger: Any, y: np.ndarray, n_classes: int | None = None) -> tu
         summary[f"flagged_rate_{name}"] = round(float(flag.mean()), 4)
         summary[f"estimated_noise_rate_{name}"] = round(count.noise_rate, 4)
     summary["estimated_noise_rate"] = summary["estimated_noise_rate_train"]
+    # flags are evidence only from a model that learnt the classes (``chance``): said, not hidden
+    summary["heldout_agreement"] = heldout_agreement(ledger, y, k)
     out.attrs["summary"] = summary
     return out, summary
 

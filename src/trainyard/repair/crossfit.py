@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..data.dataset import Dataset
+from ..diagnose.chance import CHANCE_Z, agreement_over_chance
 from ..diagnose.labels import confident_joint_counts
 
 FOLDS = 4
@@ -99,35 +100,6 @@ def save_probs(path: Path, probs: np.ndarray) -> None:
             np.save(f, probs)
 
     atomic_write(path, write, fsync=False)
-
-
-# how many standard errors above chance the out-of-fold predictions must agree with the given labels
-# for their flags to be used (one-sided, about 2 % of uninformative models pass)
-CHANCE_Z = 2.0
-
-
-def agreement_over_chance(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
-    """How far out-of-fold predictions agree with the given labels beyond chance, on the rows where
-    ``probs`` is finite: (observed agreement, chance agreement, z). Chance is Cohen's: the agreement
-    of a guess that keeps the predicted classes' shares but ignores the row,
-    ``sum_i P(given = i) P(pred = i)``; z is the excess over its binomial standard error."""
-    ok = np.isfinite(probs).all(1)
-    if not ok.any():
-        return float("nan"), float("nan"), float("nan")
-    pred, y = probs[ok].argmax(1), np.asarray(labels)[ok]
-    k = max(int(probs.shape[1]), int(y.max()) + 1)
-    observed = float(np.mean(pred == y))
-    chance = float(np.dot(np.bincount(y, minlength=k), np.bincount(pred, minlength=k))) / len(y) ** 2
-    se = np.sqrt(max(chance * (1 - chance), 1e-12) / len(y))
-    return observed, chance, float((observed - chance) / se)
-
-
-def pooled_z(parts: list[tuple[float, float, int]]) -> float:
-    """One z over several sets of out-of-sample predictions, each (observed agreement, chance
-    agreement, rows): the summed excess over chance divided by its binomial standard error."""
-    excess = sum(n * (o - c) for o, c, n in parts if n)
-    var = sum(n * c * (1 - c) for o, c, n in parts if n)
-    return float(excess / np.sqrt(var)) if var > 0 else float("nan")
 
 
 def confident_flags(probs: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:

@@ -24,13 +24,13 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from ..data.dataset import Dataset
+from ..diagnose.chance import CHANCE_Z, agreement_over_chance, pooled_z
 from ..errors import ConfigError, RunError
 from ..run import Run
 from .augment import Mixup, augment
 from .auto import auto
 from .correct import ForwardCorrection, correct, transition_from
-from .crossfit import (CHANCE_Z, FOLDS, agreement_over_chance, confident_flags, crossfit_probs, load_probs,
-                       pooled_z, save_probs)
+from .crossfit import FOLDS, confident_flags, crossfit_probs, load_probs, save_probs
 from .diagnosis import diagnose_labels, diagnose_round, model_health, model_probs, reliability_of, round_evidence
 from .drop import drop
 from .evidence import (blended_noise, noise_transition, paired_difference, row_scores, unreviewed_noise,

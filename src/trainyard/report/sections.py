@@ -221,6 +221,12 @@ def data_health(rf: RunFiles) -> dict | None:
     ts = dh.get("two_sample")
     if isinstance(ts, dict) and ts.get("auc") is not None:
         out["two_sample"] = ts
+    learnt = (dh.get("labels") or {}).get("heldout_agreement") if isinstance(dh.get("labels"), dict) else None
+    if isinstance(learnt, dict) and learnt.get("learnt") is False:  # see diagnose/chance.py
+        out["unlearnt"] = (f"The model's predictions on held-out rows agree with their labels no better than chance "
+                           f"({learnt.get('agreement')} vs {learnt.get('chance_agreement')} on {learnt.get('rows')} "
+                           "rows): it did not learn the classes, so the label findings below are no evidence of wrong "
+                           "labels. Check the target column, the features and the model's health.")
     known = {"imbalance", "drift", "missing", "constant", "constant_columns", "leakage", "duplicates", "two_sample"}
     out["extra"] = {k: v for k, v in dh.items() if k not in known and not isinstance(v, (list, dict))}
     # blocks other detectors add later (e.g. "labels"): shown as small tables of their numbers
