@@ -658,6 +658,14 @@ def test_a_repair_does_not_quarantine_rows_a_model_could_not_learn(tmp_path):
     assert r["selected_round"] == 0 and len(r["rounds"]) == 1 and "no better than chance" in r["stopped"]
     assert r["relabelled"] == r["dropped"] == 0 and r["accuracy_after"] == r["accuracy_before"]
     assert not (res.out / "round1").exists()  # no repair round was trained
+    from rich.console import Console
+
+    from trainyard.summary import print_repair
+
+    console = Console(record=True, width=200)
+    print_repair(res, console)
+    text = console.export_text()
+    assert "no repair:" in text and "review the validation rows" not in text  # the flags are no evidence
 
 
 def test_crossfit_probs_are_out_of_fold_and_flag_class_conditional_flips(blobs, tmp_path):

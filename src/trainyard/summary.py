@@ -92,6 +92,9 @@ def print_repair(res, console: Console) -> None:
         console.print(f"  round {rd['round']}: relabelled {rd.get('relabelled', 0)}, dropped {rd.get('dropped', 0)}, "
                       f"re-weighted {rd.get('reweighted', 0)}, val acc {rd.get('val_acc', float('nan')):.4f}")
     console.print(f"wrote {res.out}/repair.json, repaired.csv, quarantine.csv")
+    if r.get("stopped"):  # the flags are no evidence: reviewing them is not the next step
+        console.print(f"[yellow]no repair:[/] {r['stopped']}")
+        return
     todo = (r.get("validation_review") or {}).get("flagged_unreviewed", 0)
     if todo:
         console.print(f"[dim]{todo} validation rows are flagged as possibly mislabelled, and the rounds were chosen on "
