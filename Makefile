@@ -27,6 +27,7 @@ test: $(STAMP) browser
 bench: $(STAMP)
 	@command -v apt-get >/dev/null 2>&1 && test ! -d /usr/share/datasets/fashion-mnist && (apt-get -qq update >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get -qq install -y dataset-fashion-mnist >/dev/null 2>&1) || true
 	for s in benchmarks/*.py; do echo "== $$s"; $(BIN)/python $$s || exit 1; done
+	echo "== benchmarks/null_data.py --clean"; $(BIN)/python benchmarks/null_data.py --clean
 	echo "== benchmarks/repair.py --ablation"; $(BIN)/python benchmarks/repair.py --ablation
 	echo "== benchmarks/repair.py --ceiling"; $(BIN)/python benchmarks/repair.py --ceiling
 	echo "== benchmarks/repair.py beyond the named settings"; \
