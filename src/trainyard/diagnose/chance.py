@@ -28,8 +28,16 @@ def agreement_over_chance(probs: np.ndarray, labels: np.ndarray) -> tuple[float,
     pred, y = probs[ok].argmax(1), np.asarray(labels)[ok]
     k = max(int(probs.shape[1]), int(y.max()) + 1)
     observed = float(np.mean(pred == y))
-    chance = float(np.dot(np.bincount(y, minlength=k), np.bincount(pred, minlength=k))) / len(y) ** 2
+    chance = chance_agreement(y, pred, k)
     return observed, chance, _z(observed, chance, len(y))
+
+
+def chance_agreement(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    """``sum_i P(label = i) P(pred = i)``, each share over its own array (``pred`` may hold several
+    predictions per row, e.g. one per epoch)."""
+    labels, pred = np.asarray(labels).ravel(), np.asarray(pred).ravel()
+    counts = np.dot(np.bincount(labels, minlength=n_classes), np.bincount(pred, minlength=n_classes))
+    return float(counts) / (len(labels) * len(pred))
 
 
 def pooled_z(parts: list[tuple[float, float, int]]) -> float:
@@ -52,8 +60,7 @@ def heldout_agreement(ledger: Any, y: np.ndarray, n_classes: int) -> dict[str, A
     labels = np.asarray(y)[idx[:m]]
     pred = np.asarray(hp[:, :m], np.float32).argmax(-1)
     observed = float((pred == labels[None]).mean())
-    shares = np.bincount(pred.ravel(), minlength=n_classes) / pred.size
-    chance = float(np.bincount(labels, minlength=n_classes) @ shares) / m
+    chance = chance_agreement(labels, pred, n_classes)
     z = _z(observed, chance, m)
     return {"rows": m, "agreement": round(observed, 4), "chance_agreement": round(chance, 4),
             "z_over_chance": round(z, 2), "learnt": bool(z >= CHANCE_Z)}

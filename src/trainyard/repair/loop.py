@@ -24,7 +24,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from ..data.dataset import Dataset
-from ..diagnose.chance import CHANCE_Z, agreement_over_chance, pooled_z
+from ..diagnose.chance import CHANCE_Z, agreement_over_chance, chance_agreement, pooled_z
 from ..errors import ConfigError, RunError
 from ..run import Run
 from .augment import Mixup, augment
@@ -177,11 +177,12 @@ class _Grading:
         pred = predict_proba(model, self.X).argmax(1)
         return pred, row_scores(pred, self.labels, self.transition, self.trusted)
 
-    def score(self, fr, repaired: bool = True) -> tuple[dict, np.ndarray]:
+    def score(self, fr, repaired: bool = True, heldout: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
         """A round's validation scores and per-row scores. A repair round switches ``fr.model`` to its
         final epoch unless that scores worse (``selection.prefer_last``); the baseline keeps its best epoch.
         A best epoch's rows are scored without the optimism of having been chosen on them
-        (``selection.cross_fitted_rows``, from the ledger's per-epoch validation probabilities)."""
+        (``selection.cross_fitted_rows``, from the ledger's per-epoch validation probabilities:
+        ``heldout`` where the caller has read them already)."""
         pred, rows = self.rows_of(fr.model)
         extra = {}
         if repaired:
@@ -194,7 +195,7 @@ class _Grading:
                     fr.run.update_meta(repair_uses="checkpoints/last.pt (the final epoch; see repair.json)")
                     return self._scores(pred_l, rows_l, checkpoint="last"), rows_l
                 extra["checkpoint"] = "best"
-        heldout = _heldout_probs(fr, len(self.labels))
+        heldout = _heldout_probs(fr, len(self.labels)) if heldout is None else heldout
         if heldout is not None:
             extra["val_acc_corrected_as_chosen"] = float(np.clip(rows.mean(), 0, 1))  # before the cross-fit
             rows = cross_fitted_rows(heldout, self.labels,
@@ -210,10 +211,11 @@ class _Grading:
 FLAG_POLICIES = ("auto", "relabel", "drop", "reweight", "correct")
 
 
-def _label_evidence(base, grading: "_Grading", oof: np.ndarray | None, labels: np.ndarray, k: int) -> dict:
+def _label_evidence(base, grading: "_Grading", k: int, heldout: np.ndarray | None, crossfit: dict | None) -> dict:
     """Whether the baseline's model family learnt the classes at all: its out-of-sample predictions
-    (validation rows, each scored by an epoch chosen without it; the cross-fit's training rows) must
-    agree with the given labels more than chance (``crossfit.pooled_z`` >= ``CHANCE_Z``).
+    (validation rows, each scored by an epoch chosen without it from ``heldout``, the ledger's per-epoch
+    validation probabilities; the cross-fit's training rows, ``crossfit`` being its agreement summary)
+    must agree with the given labels more than chance (``chance.pooled_z`` >= ``CHANCE_Z``).
 
     Why: a model that learnt nothing disagrees with about as many labels as chance does, its
     diagnosis flags them, the noise estimated from the flags is an artefact of them, and a candidate
@@ -225,14 +227,11 @@ def _label_evidence(base, grading: "_Grading", oof: np.ndarray | None, labels: n
     if len(val):
         pred, _ = grading.rows_of(base.model)
         correct = (pred == val).astype(float)
-        heldout = _heldout_probs(base, len(val))
         if heldout is not None:  # the best epoch's own agreement reads high: it was chosen on these rows
             correct = cross_fitted_rows(heldout, val, lambda p: (p == val).astype(float))
-        chance = float(np.dot(np.bincount(val, minlength=k), np.bincount(pred, minlength=k))) / len(val) ** 2
-        parts.append((float(correct.mean()), chance, len(val)))
-    if oof is not None and np.isfinite(oof).all(1).any():
-        o, c, _ = agreement_over_chance(oof, labels)
-        parts.append((o, c, int(np.isfinite(oof).all(1).sum())))
+        parts.append((float(correct.mean()), chance_agreement(val, pred, k), len(val)))
+    if crossfit and crossfit["rows"]:
+        parts.append((crossfit["agreement"], crossfit["chance_agreement"], crossfit["rows"]))
     rows = sum(n for _, _, n in parts)
     z = pooled_z(parts)
     return {"rows": rows, "agreement": sum(o * n for o, _, n in parts) / max(rows, 1),
@@ -318,8 +317,8 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
         log(f"round 1: {crossfit_folds}-fold cross-fit for out-of-fold label evidence")
         oof = _crossfit(run, dev, state.labels, state.in_train & ~exempt, is_val, cfg, crossfit_folds, quiet, resume)
         agree, chance, z = agreement_over_chance(oof, state.labels)
-        crossfit_summary = {"folds": crossfit_folds, "agreement": agree, "chance_agreement": chance,
-                            "z_over_chance": z, "flags_used": bool(z >= CHANCE_Z)}
+        crossfit_summary = {"folds": crossfit_folds, "rows": int(np.isfinite(oof).all(1).sum()), "agreement": agree,
+                            "chance_agreement": chance, "z_over_chance": z, "flags_used": bool(z >= CHANCE_Z)}
         if not z >= CHANCE_Z:
             log(f"round 1: the cross-fitted models agree with the given labels no better than chance ({agree:.3f} "
                 f"vs {chance:.3f}): they did not learn the classes, so their flags are not used")
@@ -335,14 +334,15 @@ def _repair(run: Run, ds: Dataset, splits: Any, cfg: Any, policy: str, rounds: i
     fits = [base]
     states = [_State(dev.y.copy(), ~is_val)]
     quarantine: dict[int, tuple[str, int]] = {}
-    scores0, rows0 = grading.score(base, repaired=False)  # the baseline is the plain fit: its best epoch
+    heldout0 = _heldout_probs(base, n_va)  # read once: the baseline's score and its evidence check use them
+    scores0, rows0 = grading.score(base, repaired=False, heldout=heldout0)  # the plain fit: its best epoch
     val_rows = [rows0]  # each kept round's per-row corrected validation score
     records = [{"round": 0, "relabelled": 0, "dropped": 0, "reweighted": 0, **scores0,
                 "train_rows": n_tr, "flagged": int(s0["label_issue"].to_numpy(bool).sum()),
                 "best_epoch": base.state.best_epoch, "seconds": round(base.run.meta.get("seconds", 0.0), 2),
                 "notes": ["the baseline: given labels"]}]
     log(f"round 0: val acc {records[0]['val_acc']:.4f} (noise-corrected {records[0]['val_acc_corrected']:.4f})")
-    label_evidence = _label_evidence(base, grading, oof, state.labels, k)
+    label_evidence = _label_evidence(base, grading, k, heldout0, crossfit_summary)
     stopped = None
     if policy in FLAG_POLICIES and not label_evidence["usable"] and not review_changed:
         stopped = ("the models' out-of-sample predictions agree with the given labels no better than chance "
