@@ -126,8 +126,10 @@ def build_report(policy, chosen, records, test_metrics, fits, quarantine, final,
                      "repair when no round beats the baseline); in repair rounds the final epoch's weights are "
                      "used unless they score worse than the best epoch's by more than one standard error; a "
                      "model that keeps its best epoch is scored by epochs chosen on the other half of the "
-                     "validation rows (the score as chosen, val_acc_corrected_as_chosen, reads high); the "
-                     "test split is not used",
+                     "validation rows (the score as chosen, val_acc_corrected_as_chosen, reads high), and a round "
+                     "that trained several candidates by choosing among them on four fifths of the validation rows and "
+                     "scoring the choice on the rest (val_acc_corrected_choice; the kept candidate's own "
+                     "score reads high); the test split is not used",
         "accuracy_before": before.get("acc"), "accuracy_after": after.get("acc"),
         "macro_f1_before": before.get("macro_f1"), "macro_f1_after": after.get("macro_f1"),
         "relabelled": int((changed & final.in_train).sum()),
