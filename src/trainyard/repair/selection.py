@@ -1,8 +1,9 @@
 """How the repair loop compares its models on the validation split: which checkpoint of a repair round
 it uses (``prefer_last``, ``last_model``) and whether a round is kept over the best round so far
-(``clears_margin``, ``beats``), each score taken without the optimism of a choice made on the same rows
-(``cross_fitted_rows`` for a best epoch, ``cross_fitted_choice`` for the best of a round's candidates). Both compare per-row validation scores paired row by row
-(``evidence.row_scores``, ``evidence.paired_difference``); the test split is never read here.
+(``clears_margin``, ``beats``). Both compare per-row validation scores paired row by row
+(``evidence.row_scores``, ``evidence.paired_difference``), each taken without the optimism of a choice
+made on the same rows (``cross_fitted_rows`` for a best epoch, ``cross_fitted_choice`` for the best of a
+round's candidates); the test split is never read here.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from .evidence import paired_difference
 # a round is kept only when it beats the best round so far on validation by more than this many
 # standard errors of the paired difference. Why not any gain: on a small validation split a lead of a
 # row or two is noise (the bias of choosing the best of several candidates is taken out separately,
-# ``cross_fitted_choice``). On breast_cancer (114 validation rows, instance-dependent noise) leads of 0.02 and 0.04
-# standard errors (a tie on the plain accuracy, broken by the noise correction) were kept and cost
+# ``cross_fitted_choice``). On breast_cancer (114 validation rows, instance-dependent noise) leads of
+# 0.02 and 0.04 standard errors (a tie on the plain accuracy, broken by the noise correction) were kept and cost
 # 7.6 and 1.8 points of test accuracy; the test suite's digits repair (200 validation rows) gains
 # 1.7 points from a lead of 0.86 standard errors. Half a standard error keeps the one, not the others
 KEEP_MARGIN_SE = 0.5
