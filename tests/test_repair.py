@@ -17,7 +17,7 @@ from trainyard.errors import DataError
 from trainyard.repair import Mixup, ImageAugment, RoundInput, drop, rebalance, relabel, repair, reweight
 from trainyard.repair.evidence import (blended_noise, corrected_accuracy, noise_transition, reliability_curve, row_scores,
                                       unreviewed_noise, usable, usable_transition)
-from trainyard.repair.loop import _restrict
+from trainyard.repair.candidates import restrict
 from trainyard.repair.reviewed import apply_reviewed
 
 OPTS = {"model": "mlp", "epochs": 20, "hidden": (128,), "monitor": False, "seed": 0}
@@ -320,7 +320,7 @@ def test_the_noise_a_round_finds_leaves_reviewed_rows_out():
 
     import torch
 
-    from trainyard.repair.loop import _noise_after, _State
+    from trainyard.repair.fits import RoundState, noise_after
 
     rng = np.random.default_rng(4)
     n, k = 4000, 4
@@ -332,9 +332,9 @@ def test_the_noise_a_round_finds_leaves_reviewed_rows_out():
         model.weight.copy_(torch.eye(k) * 10)
         model.bias.zero_()
     fr, dev, state = SimpleNamespace(model=model), SimpleNamespace(X=np.eye(k, dtype=np.float32)[truth]), \
-        _State(labels, ~is_val)
-    assert abs(np.diag(_noise_after(fr, dev, state, is_val, k, is_val)).mean() - 0.6) < 0.03
-    assert abs(np.diag(_noise_after(fr, dev, state, is_val, k)).mean() - 0.7) < 0.03
+        RoundState(labels, ~is_val)
+    assert abs(np.diag(noise_after(fr, dev, state, is_val, k, is_val)).mean() - 0.6) < 0.03
+    assert abs(np.diag(noise_after(fr, dev, state, is_val, k)).mean() - 0.7) < 0.03
 
 
 def test_a_transition_just_under_the_line_is_shrunk_not_dropped():
@@ -376,7 +376,7 @@ def _round(kind: str = "tabular") -> RoundInput:
 
 def test_relabel_takes_only_clear_suggestions():
     inp = _round()
-    plan = _restrict(relabel(inp), inp)
+    plan = restrict(relabel(inp), inp)
     assert np.flatnonzero(plan.labels != inp.labels).tolist() == [1]  # row 2: the model gives its suggestion only 0.38
     assert plan.labels[1] == 1 and not plan.drop.any()
 
@@ -385,12 +385,12 @@ def test_auto_variants_split_flagged_rows_between_relabel_and_quarantine():
     from trainyard.repair.auto import auto
 
     inp = _round()
-    gentle = _restrict(auto(inp), inp)  # row 2: no clear suggestion and label_score >= 0.9, so quarantined
+    gentle = restrict(auto(inp), inp)  # row 2: no clear suggestion and label_score >= 0.9, so quarantined
     assert np.flatnonzero(gentle.labels != inp.labels).tolist() == [1] and np.flatnonzero(gentle.drop).tolist() == [2]
-    trust = _restrict(auto(inp, prune=True, trust=True), inp)  # every flagged row takes its suggestion
+    trust = restrict(auto(inp, prune=True, trust=True), inp)  # every flagged row takes its suggestion
     assert np.flatnonzero(trust.labels != inp.labels).tolist() == [1, 2] and trust.labels[2] == 0
     assert not trust.drop.any()
-    pruned = _restrict(auto(inp, prune=True, relabel=False), inp)
+    pruned = restrict(auto(inp, prune=True, relabel=False), inp)
     assert (pruned.labels == inp.labels).all() and np.flatnonzero(pruned.drop).tolist() == [1, 2]
 
 
@@ -406,21 +406,21 @@ def test_revisit_rejudges_only_what_earlier_rounds_changed():
     # quarantined row 4 with 0.95
     inp.model_probs = np.array([[.9, .1], [.3, .7], [.8, .2], [.4, .6], [.05, .95], [.7, .3], [np.nan] * 2,
                                 [np.nan] * 2], np.float32)
-    plan = _restrict(auto(inp, revisit=True), inp)
+    plan = restrict(auto(inp, revisit=True), inp)
     assert np.flatnonzero(plan.labels != inp.labels).tolist() == [1, 4] and plan.labels[1] == 1
     assert np.flatnonzero(plan.restore).tolist() == [4] and plan.labels[4] == 1 and not plan.drop.any()
     inp.model_probs[4] = [0.4, 0.6]  # not sure enough of the quarantined row: it stays out
-    plan = _restrict(auto(inp, revisit=True), inp)
+    plan = restrict(auto(inp, revisit=True), inp)
     assert not plan.restore.any() and np.flatnonzero(plan.labels != inp.labels).tolist() == [1]
     inp.exempt = np.arange(8) == 1  # a reviewer's decision is never revisited
-    assert (_restrict(auto(inp, revisit=True), inp).labels == inp.labels).all()
+    assert (restrict(auto(inp, revisit=True), inp).labels == inp.labels).all()
     inp.model_probs = None  # round 1 has no earlier model: nothing to revisit
-    plan = _restrict(auto(inp, revisit=True), inp)
+    plan = restrict(auto(inp, revisit=True), inp)
     assert (plan.labels == inp.labels).all() and not plan.restore.any() and not plan.drop.any()
 
 
 def test_later_rounds_try_revisiting_after_a_cleaning_round():
-    from trainyard.repair.loop import VARIANTS, round_candidates
+    from trainyard.repair.candidates import VARIANTS, round_candidates
 
     inp = _round()
     first = [name for name, _ in round_candidates("auto", 1, {}, inp)]
@@ -435,10 +435,10 @@ def test_later_rounds_try_revisiting_after_a_cleaning_round():
 
 def test_drop_and_reweight_touch_only_editable_training_rows():
     inp = _round()
-    d = _restrict(drop(inp), inp)
+    d = restrict(drop(inp), inp)
     assert np.flatnonzero(d.drop).tolist() == [1, 2]  # not the flagged validation row 6, not outlier row 7 (val)
     assert set(d.reasons) == {1, 2} and all("label_score" in r for r in d.reasons.values())
-    w = _restrict(reweight(inp), inp)
+    w = restrict(reweight(inp), inp)
     assert w.weights[1] == pytest.approx(0.05) and w.weights[2] == pytest.approx(0.08)
     assert (w.weights[[0, 3, 4, 5, 6, 7]] == 1).all()
 
@@ -448,7 +448,7 @@ def test_restrict_protects_validation_and_reviewed_rows():
     plan = relabel(inp)
     plan.labels[:] = 1 - inp.labels  # a misbehaving policy flips everything
     plan.drop[:] = True
-    plan = _restrict(plan, inp)
+    plan = restrict(plan, inp)
     changed = np.flatnonzero(plan.labels != inp.labels).tolist()
     assert changed == [0, 1, 2, 4, 5] and np.flatnonzero(plan.drop).tolist() == [0, 1, 2, 4, 5]
 
@@ -510,21 +510,21 @@ def test_mixup_hands_each_rows_own_logits_to_the_ledger():
 
 def test_repair_rounds_train_with_mixup_unless_turned_off(monkeypatch, tmp_path):
     import trainyard.fitting as fitting
-    from trainyard.repair.loop import _fit_round, _State
+    from trainyard.repair.fits import RoundState, fit_round
     from trainyard.repair.plan import Plan
 
     seen = []
     monkeypatch.setattr(fitting, "fit", lambda *a, callbacks=(), **k: seen.append(list(callbacks)))
     ds = Dataset(np.random.default_rng(0).random((20, 3), dtype=np.float32), np.arange(20) % 2, ["a", "b"],
                  np.arange(20), "tabular")
-    state, is_val = _State(ds.y.copy(), np.arange(20) < 15), np.arange(20) >= 15
+    state, is_val = RoundState(ds.y.copy(), np.arange(20) < 15), np.arange(20) >= 15
     from trainyard.train import TrainConfig
 
     for alpha in (0.2, 0.0):
-        _fit_round(tmp_path, ds, state, is_val, TrainConfig(), Plan(ds.y.copy(), np.zeros(20, bool)), True, alpha)
+        fit_round(tmp_path, ds, state, is_val, TrainConfig(), Plan(ds.y.copy(), np.zeros(20, bool)), True, alpha)
     plan = Plan(ds.y.copy(), np.zeros(20, bool))
     plan.callbacks.append(Mixup(1.0))  # the augment policy's own mixup is not doubled
-    _fit_round(tmp_path, ds, state, is_val, TrainConfig(), plan, True, 0.2)
+    fit_round(tmp_path, ds, state, is_val, TrainConfig(), plan, True, 0.2)
     assert [[type(c).__name__ for c in cbs] for cbs in seen] == [["Mixup"], [], ["Mixup"]]
     assert seen[0][0].alpha == 0.2 and seen[2][0].alpha == 1.0
     with pytest.raises(Exception, match="--mixup"):

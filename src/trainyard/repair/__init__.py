@@ -7,9 +7,10 @@ forward loss correction, a robust loss, or ``auto``), retrain, and prove the gai
 """
 from .augment import ImageAugment, Mixup, augment
 from .auto import auto
+from .candidates import POLICIES
 from .correct import ForwardCorrection, correct
 from .drop import drop
-from .loop import POLICIES, RepairResult, repair
+from .loop import RepairResult, repair
 from .plan import Plan, RoundInput
 from .rebalance import rebalance
 from .relabel import relabel

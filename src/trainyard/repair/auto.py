@@ -49,7 +49,7 @@ def auto(inp: RoundInput, min_confidence: float = MIN_CONFIDENCE, prune: bool = 
             the last model (``revisit.revisit``). A later-round candidate: after a cleaning round the
             detector's new flags are mostly the cleaner model's own errors on correct rows.
 
-    The loop tries the variants of ``loop.VARIANTS`` in the first round (gentle; prune; prune without
+    The loop tries the variants of ``candidates.VARIANTS`` in the first round (gentle; prune; prune without
     relabelling; trust; correct), correct once more through the noise its own predictions find, and
     the cross-fit's flags quarantined, and keeps the one that scores best on validation. After a correct round the next also tries quarantining what
     that round's diagnosis flags (its model predicts the true class, so its flags are the better ones);
