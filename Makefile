@@ -34,7 +34,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/repair.py --datasets breast_cancer --noise symmetric:0.2,symmetric:0.4,instance:0.2,instance:0.4 --out repair_general_bc && \
 	$(BIN)/python benchmarks/repair.py --datasets digits,synthetic,fashion --noise instance:0.2,instance:0.4 --out repair_general_instance && \
 	$(BIN)/python benchmarks/repair.py --datasets imbalanced --noise symmetric:0.2,symmetric:0.4,instance:0.2,instance:0.4 --out repair_general_imbalanced && \
-	$(BIN)/python benchmarks/repair.py --merge benchmarks/results/repair_general_bc.json benchmarks/results/repair_general_instance.json benchmarks/results/repair_general_imbalanced.json --out repair_general
+	$(BIN)/python benchmarks/repair.py --datasets topics --noise symmetric:0.2,symmetric:0.4 --out repair_general_topics && \
+	$(BIN)/python benchmarks/repair.py --datasets rare_events --noise to_majority:0.2,to_majority:0.4 --out repair_general_rare && \
+	$(BIN)/python benchmarks/repair.py --merge benchmarks/results/repair_general_bc.json benchmarks/results/repair_general_instance.json benchmarks/results/repair_general_imbalanced.json benchmarks/results/repair_general_topics.json benchmarks/results/repair_general_rare.json --out repair_general
 	echo "== benchmarks/trusted_validation.py on the larger sets"; \
 	$(BIN)/python benchmarks/trusted_validation.py --datasets fashion --noise instance:0.2 --modes given,reviewed_all --out trusted_validation_fashion && \
 	$(BIN)/python benchmarks/trusted_validation.py --datasets synthetic --noise symmetric:0.2 --seeds 1 --modes given,reviewed_all --out trusted_validation_synthetic_sym && \

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -65,6 +66,27 @@ def label_table() -> str:
     if len(methods_seen) > 1:
         tail += f" The Trainyard rows mix {len(methods_seen)} versions of the method: " + "; ".join(sorted(methods_seen)) + "."
     return head + "\n" + "\n".join(rows) + tail
+
+
+def macro_f1_table(name: str = "repair_general.json") -> str:
+    """Macro F1 on the test split of the settings in ``name`` whose runs recorded it (``macro_f1``):
+    mean ± std over seeds of the noisy model, the repair, cleanlab's CleanLearning and the oracle, and
+    on how many runs the repair's is at least cleanlab's."""
+    p = RESULTS / name
+    if not p.exists():
+        return f"(no results/{name} yet)"
+    runs = [r for r in json.loads(p.read_text()).get("runs", []) if r.get("macro_f1")]
+    keys = sorted({(r["data"], r["noise"], r["rate"]) for r in runs}, key=lambda k: (k[0], k[2], k[1]))
+    cols = ("noisy", "repaired", "cleanlab", "oracle")
+    out = ["| data | noise | rate | seeds | " + " | ".join(f"macro F1 {c}" for c in cols) + " | repair >= cleanlab (runs) |",
+           "|---|---|---|---|" + "---|" * len(cols) + "---|"]
+    for key in keys:
+        mine = [r["macro_f1"] for r in runs if (r["data"], r["noise"], r["rate"]) == key]
+        cell = lambda c: f"{statistics.mean(m[c] for m in mine):.3f} ± {statistics.pstdev(m[c] for m in mine):.3f}"  # noqa: E731
+        ahead = sum(m["repaired"] >= m["cleanlab"] for m in mine)
+        out.append(f"| {key[0]} | {key[1]} | {key[2]:.0%} | {len(mine)} | " + " | ".join(cell(c) for c in cols)
+                   + f" | {ahead} of {len(mine)} |")
+    return "\n".join(out)
 
 
 def repair_table(name: str = "repair.json") -> str:
