@@ -375,6 +375,7 @@ def run_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workd
 
     from trainyard.fitting import fit
     from trainyard.repair import repair
+    from trainyard.train.metrics import classification_metrics
 
     ds, splits, opts, noisy_y, flipped = noisy_setting(name, kind, rate, seed, quick)
     noisy = ds.with_labels(noisy_y)
@@ -406,22 +407,16 @@ def run_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workd
     cl = CleanLearning(clf=clf, seed=seed, cv_n_folds=5)
     cl.fit(ds.X[splits.train], noisy_y[splits.train])
     t_cleanlab = time.perf_counter() - t0
-    pred_cleanlab = cl.predict(ds.X[splits.test])
-    acc_cleanlab = float((pred_cleanlab == y_test).mean())
+    metrics_cleanlab = classification_metrics(y_test, cl.predict_proba(ds.X[splits.test]))
+    acc_cleanlab = metrics_cleanlab["acc"]
 
     oracle = fit(ds, splits=splits, out=Path(workdir) / f"{tag}-oracle", write_report=False, **opts)
     # macro F1 beside accuracy: on skewed classes (rare_events) accuracy hardly moves when the rare class is lost
     f1 = {"noisy": rep["macro_f1_before"], "repaired": rep["macro_f1_after"],
-          "cleanlab": macro_f1(y_test, pred_cleanlab, ds.n_classes), "oracle": oracle.test_metrics["macro_f1"]}
+          "cleanlab": metrics_cleanlab["macro_f1"], "oracle": oracle.test_metrics["macro_f1"]}
     return _row(name, kind, rate, seed, splits, opts, rep, precision, recall, t_repair, acc_cleanlab,
                 oracle.test_metrics["acc"], int(cl.label_issues_df["is_label_issue"].sum()), t_cleanlab, tried,
                 {"macro_f1": f1})
-
-
-def macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(y, pred, labels=np.arange(k), average="macro", zero_division=0))
 
 
 def candidate_tests(rep: dict, X_test: np.ndarray, y_test: np.ndarray,

@@ -5,8 +5,11 @@
 from __future__ import annotations
 
 import json
-import statistics
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import fmt, mean_std  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("trainyard", "loss_rank", "cleanlab_lr", "cleanlab_gb", "cleanlab_model")
@@ -82,9 +85,8 @@ def macro_f1_table(name: str = "repair_general.json") -> str:
            "|---|---|---|---|" + "---|" * len(cols) + "---|"]
     for key in keys:
         mine = [r["macro_f1"] for r in runs if (r["data"], r["noise"], r["rate"]) == key]
-        cell = lambda c: f"{statistics.mean(m[c] for m in mine):.3f} ± {statistics.pstdev(m[c] for m in mine):.3f}"  # noqa: E731
         ahead = sum(m["repaired"] >= m["cleanlab"] for m in mine)
-        out.append(f"| {key[0]} | {key[1]} | {key[2]:.0%} | {len(mine)} | " + " | ".join(cell(c) for c in cols)
+        out.append(f"| {key[0]} | {key[1]} | {key[2]:.0%} | {len(mine)} | " + " | ".join(fmt(mean_std(m[c] for m in mine)) for c in cols)
                    + f" | {ahead} of {len(mine)} |")
     return "\n".join(out)
 
