@@ -397,9 +397,14 @@ def run_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workd
     if baseline is not None and all(baseline.get(k) == v for k, v in (
             ("n_train", len(splits.train)), ("n_val", len(splits.val)), ("n_test", len(splits.test)),
             ("options", opts))):
+        # macro F1 of the reused columns where the earlier run recorded it (since session 20)
+        f1_then = baseline.get("macro_f1") or {}
+        f1 = {"noisy": rep["macro_f1_before"], "repaired": rep["macro_f1_after"],
+              "cleanlab": f1_then.get("cleanlab"), "oracle": f1_then.get("oracle")}
         return _row(name, kind, rate, seed, splits, opts, rep, precision, recall, t_repair,
                     baseline["cleanlab"], baseline["oracle"], baseline["cleanlab_issues"], None, tried,
-                    {"baselines_from": baseline["from"], "seconds_cleanlab_then": baseline.get("seconds_cleanlab")})
+                    {"baselines_from": baseline["from"], "seconds_cleanlab_then": baseline.get("seconds_cleanlab"),
+                     "macro_f1": f1})
     Clf = trainyard_classifier()
     clf = Clf(n_classes=ds.n_classes, model="mlp", epochs=opts["epochs"], batch_size=opts.get("batch_size", 64),
               seed=seed, X_val=ds.X[splits.val], y_val=noisy_y[splits.val])
@@ -462,8 +467,10 @@ def _row(name, kind, rate, seed, splits, opts, rep, precision, recall, t_repair,
             "relabelled": rep["relabelled"], "dropped": rep["dropped"],
             "flag_precision": precision, "flag_recall": recall,
             "cleanlab_issues": cleanlab_issues,
-            "rounds": [{k: r.get(k) for k in ("round", "relabelled", "dropped", "val_acc", "val_acc_corrected",
-                                              "test_acc")} for r in rep["rounds"]],
+            # with the keep rule's own figures: the choice's score and the paired lead over the round compared with
+            "rounds": [{k: r[k] for k in ("round", "relabelled", "dropped", "val_acc", "val_acc_corrected",
+                                          "val_acc_corrected_choice", "val_vs_best", "val_vs_best_se",
+                                          "compared_with_round", "test_acc") if k in r} for r in rep["rounds"]],
             "checkpoints": [r.get("checkpoint") for r in rep["rounds"]],
             "variants": [r.get("variant") for r in rep["rounds"]],
             "crossfit": rep.get("crossfit"),  # whether the out-of-fold flags beat chance and were used
@@ -524,6 +531,9 @@ def main(argv=None) -> int:
     p.add_argument("--datasets", default="digits,synthetic,fashion")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)")
     p.add_argument("--noise", default=None, help="comma list of kind:rate, e.g. symmetric:0.4")
+    p.add_argument("--runs", default=None,
+                   help="comma list of data:kind:rate:seed, e.g. fashion:instance:0.4:2: only these runs (instead of "
+                        "--datasets x --noise x --seeds); to rerun the runs a change can touch, merged over a full file")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="settings run in parallel")
     p.add_argument("--out", default=None, help="result name under benchmarks/results (default repair)")
     p.add_argument("--keep", action="store_true", help="keep the run folders (printed) instead of deleting them")
@@ -544,6 +554,8 @@ def main(argv=None) -> int:
     noises = NOISES if not a.noise else [(k, float(r)) for k, r in (x.split(":") for x in a.noise.split(","))]
     # seeds outer, settings inner: a run cut short still has every setting at its first seeds
     tasks = [(n, k, r, s) for n in names for s in seeds for (k, r) in noises]
+    if a.runs:
+        tasks = [(n, k, float(r), int(s)) for n, k, r, s in (x.strip().split(":") for x in a.runs.split(",") if x.strip())]
     workdir = tempfile.mkdtemp(prefix="trainyard-bench-repair-")
     if a.keep:
         print(f"run folders: {workdir}")

@@ -78,9 +78,11 @@ def macro_f1_table(name: str = "repair_general.json") -> str:
     p = RESULTS / name
     if not p.exists():
         return f"(no results/{name} yet)"
-    runs = [r for r in json.loads(p.read_text()).get("runs", []) if r.get("macro_f1")]
-    keys = sorted({(r["data"], r["noise"], r["rate"]) for r in runs}, key=lambda k: (k[0], k[2], k[1]))
     cols = ("noisy", "repaired", "cleanlab", "oracle")
+    # a run that reused an earlier run's cleanlab and oracle columns has their F1 only if that run recorded it
+    runs = [r for r in json.loads(p.read_text()).get("runs", [])
+            if r.get("macro_f1") and all(r["macro_f1"].get(c) is not None for c in cols)]
+    keys = sorted({(r["data"], r["noise"], r["rate"]) for r in runs}, key=lambda k: (k[0], k[2], k[1]))
     out = ["| data | noise | rate | seeds | " + " | ".join(f"macro F1 {c}" for c in cols) + " | repair >= cleanlab (runs) |",
            "|---|---|---|---|" + "---|" * len(cols) + "---|"]
     for key in keys:
