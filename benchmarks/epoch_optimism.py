@@ -39,7 +39,8 @@ def one(name: str, kind: str, rate: float, seed: int, workdir: str) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from repair import clean_probs, noisy_setting
+    from _common import clean_probs
+    from repair import noisy_setting
 
     from trainyard.data import inject_label_noise
     from trainyard.fitting import fit

@@ -19,6 +19,9 @@ Usage:
   python benchmarks/label_errors.py                 # the full protocol (hours on 2 CPU cores)
   python benchmarks/label_errors.py --quick         # digits + synthetic:10000, 20 %, seed 0
   python benchmarks/label_errors.py --datasets digits --noise symmetric --rates 0.2 --seeds 0,1,2
+  python benchmarks/label_errors.py --datasets digits --noise instance --rates 0.2,0.4
+        # instance-dependent noise (no issue names it): rows drawn with weight 1 - p(true class) under an
+        # out-of-fold logistic regression on the true labels, each flipped to its likeliest other class
   python benchmarks/label_errors.py --merge a.json b.json   # runs made in parallel, into one file
         # (where two files hold the same setting and seed, the later file's run is kept)
   python benchmarks/label_errors.py --datasets digits --keep-runs runs/b1 \
@@ -199,12 +202,16 @@ def one_setting(ds, name, kind, rate, seed, methods, plain_cache, tmp, keep=None
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from _common import clean_probs
+
     from trainyard.data import inject_label_noise, kfold, make_splits
     from trainyard.monitor import read_ledger
 
     k = ds.n_classes
     splits = make_splits(ds.y, (0.7, 0.2, 0.1), seed=seed)
-    y_noisy, flipped = inject_label_noise(ds.y, rate, kind, k, seed=seed, idx=splits.train)
+    # instance-dependent noise copies the confusions of a logistic regression fitted out of fold on the true labels
+    probs = clean_probs(ds, splits.train, seed) if kind == "instance" else None
+    y_noisy, flipped = inject_label_noise(ds.y, rate, kind, k, seed=seed, idx=splits.train, probs=probs)
     noisy = ds.with_labels(y_noisy)
     rows = splits.train
     truth = flipped[rows]

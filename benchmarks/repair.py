@@ -61,7 +61,7 @@ from typing import Sequence
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt, machine, mean_std, write_result  # noqa: E402
+from _common import clean_probs, fmt, machine, mean_std, write_result  # noqa: E402
 
 DATASETS = ("digits", "synthetic", "fashion", "breast_cancer", "imbalanced", "topics", "rare_events")
 NOISES = [("symmetric", 0.2), ("symmetric", 0.4), ("class_conditional", 0.2), ("class_conditional", 0.4)]
@@ -152,30 +152,6 @@ def to_majority(y: np.ndarray, rate: float, rows: np.ndarray, seed: int) -> tupl
     noisy, flipped = y.copy(), np.zeros(len(y), dtype=bool)
     noisy[flip], flipped[flip] = major, True
     return noisy, flipped
-
-
-def clean_probs(ds, rows: np.ndarray, seed: int) -> np.ndarray:
-    """Out-of-fold class probabilities of a logistic regression on the *true* labels of ``rows`` (zeros
-    elsewhere): the annotator whose confusions the ``instance`` noise copies. Another model family than
-    the MLP every method trains, so the noise is not shaped by the model that has to find it."""
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    X = ds.X[rows].reshape(len(rows), -1)
-    lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))
-    p = np.zeros((len(ds.y), ds.n_classes))
-    with warnings.catch_warnings():
-        # on Fashion-MNIST lbfgs stops at max_iter short of its tolerance; the probabilities only pick
-        # which rows flip and to what, so a looser fit is as good an annotator
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        p[rows] = cross_val_predict(lr, X, ds.y[rows], cv=StratifiedKFold(3, shuffle=True, random_state=seed),
-                                    method="predict_proba")
-    return p
 
 
 # -- cleanlab's side: the same model as a scikit-learn classifier -------------------------------------

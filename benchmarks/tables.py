@@ -19,10 +19,12 @@ def _ms(v) -> str:
     return f"{v[0]:.3f} ± {v[1]:.3f}" if isinstance(v, list) else f"{v:.3f}"
 
 
-def label_table() -> str:
+def label_table(name: str = "label_errors.json") -> str:
+    """The B1 table of ``name`` (``label_errors.json``: the protocol's grid; ``label_errors_instance.json``:
+    instance-dependent noise, beyond it)."""
     rows, wins, margins, behind = [], 0, [], []
-    merged = RESULTS / "label_errors.json"  # the parts merged into one table, when present
-    files = [merged] if merged.exists() else sorted(RESULTS.glob("label_errors_*.json"))
+    merged = RESULTS / name  # the parts merged into one table, when present
+    files = [merged] if merged.exists() or name != "label_errors.json" else sorted(RESULTS.glob("label_errors_*.json"))
     n_results = n_copied = 0
     methods_seen: set[str] = set()
     for f in files:
@@ -172,4 +174,5 @@ def ceiling_table(name: str = "repair_ceiling.json") -> str:
 if __name__ == "__main__":
     print("## B1\n" + label_table() + "\n\n## B2\n" + repair_table() + "\n\n## B2 ceiling\n" + ceiling_table()
           + "\n\n## B2 ceiling of the correct policy\n" + ceiling_table("repair_ceiling_correct.json")
-          + "\n\n## B2 beyond the named settings\n" + repair_table("repair_general.json"))
+          + "\n\n## B2 beyond the named settings\n" + repair_table("repair_general.json")
+          + "\n\n## B1 beyond the grid: instance-dependent noise\n" + label_table("label_errors_instance.json"))
