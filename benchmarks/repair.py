@@ -370,13 +370,13 @@ def run_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workd
     precision = float(truly[flags].mean()) if flags.any() else None
     recall = float(flags[truly].mean()) if truly.any() else None
 
+    # macro F1 beside accuracy: on skewed classes (rare_events) accuracy hardly moves when the rare class is lost
+    f1 = {"noisy": rep["macro_f1_before"], "repaired": rep["macro_f1_after"]}
     if baseline is not None and all(baseline.get(k) == v for k, v in (
             ("n_train", len(splits.train)), ("n_val", len(splits.val)), ("n_test", len(splits.test)),
             ("options", opts))):
-        # macro F1 of the reused columns where the earlier run recorded it (since session 20)
-        f1_then = baseline.get("macro_f1") or {}
-        f1 = {"noisy": rep["macro_f1_before"], "repaired": rep["macro_f1_after"],
-              "cleanlab": f1_then.get("cleanlab"), "oracle": f1_then.get("oracle")}
+        f1_then = baseline.get("macro_f1") or {}  # the reused columns' F1, where that run recorded it
+        f1.update(cleanlab=f1_then.get("cleanlab"), oracle=f1_then.get("oracle"))
         return _row(name, kind, rate, seed, splits, opts, rep, precision, recall, t_repair,
                     baseline["cleanlab"], baseline["oracle"], baseline["cleanlab_issues"], None, tried,
                     {"baselines_from": baseline["from"], "seconds_cleanlab_then": baseline.get("seconds_cleanlab"),
@@ -392,9 +392,7 @@ def run_setting(name: str, kind: str, rate: float, seed: int, quick: bool, workd
     acc_cleanlab = metrics_cleanlab["acc"]
 
     oracle = fit(ds, splits=splits, out=Path(workdir) / f"{tag}-oracle", write_report=False, **opts)
-    # macro F1 beside accuracy: on skewed classes (rare_events) accuracy hardly moves when the rare class is lost
-    f1 = {"noisy": rep["macro_f1_before"], "repaired": rep["macro_f1_after"],
-          "cleanlab": metrics_cleanlab["macro_f1"], "oracle": oracle.test_metrics["macro_f1"]}
+    f1.update(cleanlab=metrics_cleanlab["macro_f1"], oracle=oracle.test_metrics["macro_f1"])
     return _row(name, kind, rate, seed, splits, opts, rep, precision, recall, t_repair, acc_cleanlab,
                 oracle.test_metrics["acc"], int(cl.label_issues_df["is_label_issue"].sum()), t_cleanlab, tried,
                 {"macro_f1": f1})

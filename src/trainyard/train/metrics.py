@@ -47,13 +47,17 @@ def _macro_prf(y: np.ndarray, pred: np.ndarray, k: int) -> tuple[float, float, f
 def binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
     """ROC AUC as the Mann-Whitney statistic: the chance a positive row scores above a negative one,
     ties counting half (the trapezoidal area scikit-learn computes). NaN without both kinds of row."""
-    positive = np.asarray(positive, bool)
-    n_pos = int(positive.sum())
+    return float(_auc_columns(np.asarray(positive, bool)[:, None], np.asarray(score)[:, None])[0])
+
+
+def _auc_columns(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``binary_auc`` of every column of ``positive`` (rows x columns, bool) against the same column of
+    ``scores``, ranked all at once."""
+    n_pos = positive.sum(0).astype(float)
     n_neg = len(positive) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(score)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    rank_sum = (rankdata(scores, axis=0) * positive).sum(0)
+    both = (n_pos > 0) & (n_neg > 0)
+    return np.where(both, (rank_sum - n_pos * (n_pos + 1) / 2) / np.where(both, n_pos * n_neg, 1), np.nan)
 
 
 def _macro_auc(y: np.ndarray, probs: np.ndarray) -> float:
@@ -64,12 +68,7 @@ def _macro_auc(y: np.ndarray, probs: np.ndarray) -> float:
         return binary_auc(y == 1, probs[:, 1])
     # each present class against the others, on the probabilities renormalised over the present classes
     pr = probs[:, present] / np.clip(probs[:, present].sum(1, keepdims=True), 1e-12, None)
-    positive = y[:, None] == present[None, :]
-    n_pos = positive.sum(0)
-    n_neg = len(y) - n_pos
-    ranks = rankdata(pr, axis=0)  # every class's column at once: the same sums as ``binary_auc`` per class
-    auc = ((ranks * positive).sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    return float(auc.mean())
+    return float(_auc_columns(y[:, None] == present[None, :], pr).mean())
 
 
 def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> list[list[int]]:
