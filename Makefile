@@ -44,7 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/trusted_validation.py --datasets digits --noise symmetric:0.2,symmetric:0.4,class_conditional:0.4 --modes given,reviewed_all --out trusted_validation_digits_named
 	echo "== benchmarks/label_errors.py beyond the grid: instance-dependent noise"; \
 	$(BIN)/python benchmarks/label_errors.py --datasets digits,synthetic --synthetic-n 10000 --noise instance --rates 0.2,0.4 --seeds 0,1,2 --out benchmarks/results/label_errors_instance_digits_synthetic.json && \
-	$(BIN)/python benchmarks/label_errors.py --datasets fashion --fashion-n 5000 --noise instance --rates 0.2,0.4 --seeds 0 --out benchmarks/results/label_errors_instance_fashion5k.json && \
+	$(BIN)/python benchmarks/label_errors.py --datasets fashion --fashion-n 5000 --noise instance --rates 0.2,0.4 --seeds 0,1,2 --out benchmarks/results/label_errors_instance_fashion5k.json && \
 	$(BIN)/python benchmarks/label_errors.py --merge benchmarks/results/label_errors_instance_digits_synthetic.json benchmarks/results/label_errors_instance_fashion5k.json --out benchmarks/results/label_errors_instance.json
 
 clean:
