@@ -96,9 +96,7 @@ def dataset(name: str, seed: int, quick: bool):
         X, y = make_classification(4_000 if quick else 20_000, n_features=20, n_informative=10, n_redundant=4,
                                    n_classes=6, weights=[0.4, 0.25, 0.15, 0.1, 0.06, 0.04], class_sep=0.8,
                                    flip_y=0.0, random_state=seed)
-        ds = Dataset(X.astype(np.float32), y.astype(np.int64), [f"class_{c}" for c in range(6)],
-                     np.array([str(i) for i in range(len(y))]), "tabular",
-                     feature_names=[f"x{j}" for j in range(X.shape[1])], source="make_classification:imbalanced")
+        ds = _table(X, y, [f"class_{c}" for c in range(6)], "make_classification:imbalanced")
         return ds, make_splits(ds.y, (0.7, 0.2, 0.1), seed=seed), {"epochs": 20, "batch_size": 128}
     if name == "topics":  # short generated texts, TF-IDF features: not named by the issue
         ds = load(topic_texts(2_000 if quick else 6_000, seed), target="topic", text="text")
@@ -108,10 +106,17 @@ def dataset(name: str, seed: int, quick: bool):
 
         X, y = make_classification(4_000 if quick else 12_000, n_features=15, n_informative=8, weights=[0.95, 0.05],
                                    class_sep=1.0, flip_y=0.0, random_state=seed)
-        ds = Dataset(X.astype(np.float32), y.astype(np.int64), ["ok", "event"], np.array([str(i) for i in range(len(y))]),
-                     "tabular", feature_names=[f"x{j}" for j in range(X.shape[1])], source="make_classification:rare")
+        ds = _table(X, y, ["ok", "event"], "make_classification:rare")
         return ds, make_splits(ds.y, (0.6, 0.2, 0.2), seed=seed), {"epochs": 20, "batch_size": 128}
     raise SystemExit(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
+
+
+def _table(X: np.ndarray, y: np.ndarray, classes: list[str], source: str):
+    """A generated table as a tabular Dataset (row ids and column names by position)."""
+    from trainyard.data import Dataset
+
+    return Dataset(X.astype(np.float32), y.astype(np.int64), classes, np.array([str(i) for i in range(len(y))]),
+                   "tabular", feature_names=[f"x{j}" for j in range(X.shape[1])], source=source)
 
 
 TOPICS = {"sport": "goal match team score player coach league win season ball referee stadium",
