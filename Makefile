@@ -46,6 +46,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/label_errors.py --datasets digits,synthetic --synthetic-n 10000 --noise instance --rates 0.2,0.4 --seeds 0,1,2 --out benchmarks/results/label_errors_instance_digits_synthetic.json && \
 	$(BIN)/python benchmarks/label_errors.py --datasets fashion --fashion-n 5000 --noise instance --rates 0.2,0.4 --seeds 0,1,2 --out benchmarks/results/label_errors_instance_fashion5k.json && \
 	$(BIN)/python benchmarks/label_errors.py --merge benchmarks/results/label_errors_instance_digits_synthetic.json benchmarks/results/label_errors_instance_fashion5k.json --out benchmarks/results/label_errors_instance.json
+	echo "== benchmarks/label_errors.py beyond the grid: short texts"; \
+	$(BIN)/python benchmarks/label_errors.py --datasets topics --noise symmetric,class_conditional,instance --rates 0.2,0.4 --seeds 0,1,2 --out benchmarks/results/label_errors_topics.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmark scripts: machine description, atomic JSON output, mean ± std."""
+"""Shared helpers of the benchmark scripts: machine description, atomic JSON output, mean ± std, and the
+generated data two scripts share (instance-dependent noise probabilities, short topic texts)."""
 from __future__ import annotations
 
 import json
@@ -69,3 +70,31 @@ def clean_probs(ds, rows: np.ndarray, seed: int) -> np.ndarray:
         p[rows] = cross_val_predict(lr, X, ds.y[rows], cv=StratifiedKFold(3, shuffle=True, random_state=seed),
                                     method="predict_proba")
     return p
+
+
+TOPICS = {"sport": "goal match team score player coach league win season ball referee stadium",
+          "tech": "software chip code cloud server data network app device update bug model",
+          "food": "recipe taste cook oven flavor dish bake spice fresh meal sauce kitchen",
+          "money": "market stock price bank loan rate invest fund profit trade budget tax"}
+FILLER = "the a of and to in is for on with new today report people big small great".split()
+
+
+def topic_texts(n: int, seed: int):
+    """``n`` short texts of four topics as a DataFrame (``text``, ``topic``). Each text draws about a
+    third of its words from its own topic, a quarter from a random topic (possibly another) and the
+    rest from common filler words, so some texts are genuinely ambiguous."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1_000 + seed)
+    names = list(TOPICS)
+    words = {t: v.split() for t, v in TOPICS.items()}
+    texts, topics = [], []
+    for c in rng.integers(0, len(names), n):
+        m = int(rng.integers(6, 14))
+        own = rng.choice(words[names[c]], size=max(2, m // 3))
+        other = rng.choice(words[names[rng.integers(len(names))]], size=m // 4)
+        w = np.concatenate([own, other, rng.choice(FILLER, size=m - len(own) - len(other))])
+        rng.shuffle(w)
+        texts.append(" ".join(w))
+        topics.append(names[c])
+    return pd.DataFrame({"text": texts, "topic": topics})

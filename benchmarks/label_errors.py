@@ -22,6 +22,8 @@ Usage:
   python benchmarks/label_errors.py --datasets digits --noise instance --rates 0.2,0.4
         # instance-dependent noise (no issue names it): rows drawn with weight 1 - p(true class) under an
         # out-of-fold logistic regression on the true labels, each flipped to its likeliest other class
+  python benchmarks/label_errors.py --datasets topics --noise symmetric,class_conditional --rates 0.2,0.4
+        # short generated texts (TF-IDF), not named by the issue: a data kind beyond the grid
   python benchmarks/label_errors.py --merge a.json b.json   # runs made in parallel, into one file
         # (where two files hold the same setting and seed, the later file's run is kept)
   python benchmarks/label_errors.py --datasets digits --keep-runs runs/b1 \
@@ -65,7 +67,11 @@ def load_dataset(name: str, synthetic_n: int, fashion_n: int):
         return make_synthetic(synthetic_n, n_features=40, n_classes=10, seed=0)
     if name == "fashion":
         return load(f"fashion-mnist:{fashion_n}")
-    raise SystemExit(f"unknown data set {name!r}: use digits, synthetic, fashion")
+    if name == "topics":  # 6,000 generated short texts of four topics, TF-IDF features (as in B2)
+        from _common import topic_texts
+
+        return load(topic_texts(6_000, 0), target="topic", text="text")
+    raise SystemExit(f"unknown data set {name!r}: use digits, synthetic, fashion, topics")
 
 
 def prf(flag: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -61,7 +61,7 @@ from typing import Sequence
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clean_probs, fmt, machine, mean_std, write_result  # noqa: E402
+from _common import clean_probs, fmt, machine, mean_std, topic_texts, write_result  # noqa: E402
 
 DATASETS = ("digits", "synthetic", "fashion", "breast_cancer", "imbalanced", "topics", "rare_events")
 NOISES = [("symmetric", 0.2), ("symmetric", 0.4), ("class_conditional", 0.2), ("class_conditional", 0.4)]
@@ -117,34 +117,6 @@ def _table(X: np.ndarray, y: np.ndarray, classes: list[str], source: str):
 
     return Dataset(X.astype(np.float32), y.astype(np.int64), classes, np.array([str(i) for i in range(len(y))]),
                    "tabular", feature_names=[f"x{j}" for j in range(X.shape[1])], source=source)
-
-
-TOPICS = {"sport": "goal match team score player coach league win season ball referee stadium",
-          "tech": "software chip code cloud server data network app device update bug model",
-          "food": "recipe taste cook oven flavor dish bake spice fresh meal sauce kitchen",
-          "money": "market stock price bank loan rate invest fund profit trade budget tax"}
-FILLER = "the a of and to in is for on with new today report people big small great".split()
-
-
-def topic_texts(n: int, seed: int):
-    """``n`` short texts of four topics as a DataFrame (``text``, ``topic``). Each text draws about a
-    third of its words from its own topic, a quarter from a random topic (possibly another) and the
-    rest from common filler words, so some texts are genuinely ambiguous."""
-    import pandas as pd
-
-    rng = np.random.default_rng(1_000 + seed)
-    names = list(TOPICS)
-    words = {t: v.split() for t, v in TOPICS.items()}
-    texts, topics = [], []
-    for c in rng.integers(0, len(names), n):
-        m = int(rng.integers(6, 14))
-        own = rng.choice(words[names[c]], size=max(2, m // 3))
-        other = rng.choice(words[names[rng.integers(len(names))]], size=m // 4)
-        w = np.concatenate([own, other, rng.choice(FILLER, size=m - len(own) - len(other))])
-        rng.shuffle(w)
-        texts.append(" ".join(w))
-        topics.append(names[c])
-    return pd.DataFrame({"text": texts, "topic": topics})
 
 
 def to_majority(y: np.ndarray, rate: float, rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
