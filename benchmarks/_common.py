@@ -98,3 +98,11 @@ def topic_texts(n: int, seed: int):
         texts.append(" ".join(w))
         topics.append(names[c])
     return pd.DataFrame({"text": texts, "topic": topics})
+
+
+def topic_dataset(n: int, seed: int):
+    """``topic_texts(n, seed)`` loaded as trainyard loads a CSV with ``--target topic --text text``
+    (TF-IDF features): the text data set of B1 and B2."""
+    from trainyard.data import load
+
+    return load(topic_texts(n, seed), target="topic", text="text")

@@ -68,9 +68,9 @@ def load_dataset(name: str, synthetic_n: int, fashion_n: int):
     if name == "fashion":
         return load(f"fashion-mnist:{fashion_n}")
     if name == "topics":  # 6,000 generated short texts of four topics, TF-IDF features (as in B2)
-        from _common import topic_texts
+        from _common import topic_dataset
 
-        return load(topic_texts(6_000, 0), target="topic", text="text")
+        return topic_dataset(6_000, 0)
     raise SystemExit(f"unknown data set {name!r}: use digits, synthetic, fashion, topics")
 
 

@@ -61,7 +61,7 @@ from typing import Sequence
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clean_probs, fmt, machine, mean_std, topic_texts, write_result  # noqa: E402
+from _common import clean_probs, fmt, machine, mean_std, topic_dataset, write_result  # noqa: E402
 
 DATASETS = ("digits", "synthetic", "fashion", "breast_cancer", "imbalanced", "topics", "rare_events")
 NOISES = [("symmetric", 0.2), ("symmetric", 0.4), ("class_conditional", 0.2), ("class_conditional", 0.4)]
@@ -99,7 +99,7 @@ def dataset(name: str, seed: int, quick: bool):
         ds = _table(X, y, [f"class_{c}" for c in range(6)], "make_classification:imbalanced")
         return ds, make_splits(ds.y, (0.7, 0.2, 0.1), seed=seed), {"epochs": 20, "batch_size": 128}
     if name == "topics":  # short generated texts, TF-IDF features: not named by the issue
-        ds = load(topic_texts(2_000 if quick else 6_000, seed), target="topic", text="text")
+        ds = topic_dataset(2_000 if quick else 6_000, seed)
         return ds, make_splits(ds.y, (0.5, 0.2, 0.3), seed=seed), {"epochs": 15}
     if name == "rare_events":  # binary, 5 % positives: not named by the issue (use --noise to_majority:RATE)
         from sklearn.datasets import make_classification
